@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv themselves.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) demo/hello_agents.py
+
+test: install
+	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-fast: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -x tests
+
+lint: install
+	$(PY) -m ruff check --fix loom_kernel loom_studio tests examples demo benchmarks
+	$(PY) -m ruff format loom_kernel loom_studio tests examples demo benchmarks
+
+bench: install
+	$(VENV)/bin/loom bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage* .loom

@@ -1,0 +1,198 @@
+"""The broker: an XSUB/XPUB proxy that every client publishes into and subscribes from.
+
+A bus has two endpoints: publishers connect to the broker's XSUB socket
+(``BusAddress.publish``), subscribers to its XPUB socket (``BusAddress.subscribe``).
+A single URL names both: ``tcp://host:P`` means P for publishers and P+1 for
+subscribers; ``ipc:///path`` and ``inproc://name`` get ``.in`` / ``.out`` suffixes.
+
+The broker subscribes upstream to everything, so a subscription is live for every
+publisher as soon as the broker's XPUB socket has processed it (see ``client.py``
+for how a subscriber waits for that). It forwards frames without parsing them:
+malformed frames cannot crash it.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+
+import zmq
+
+from .errors import BusError
+
+__all__ = ["Broker", "BrokerStatistics", "BusAddress"]
+
+
+@dataclass(frozen=True)
+class BusAddress:
+    """Both endpoints of a bus."""
+
+    publish: str
+    subscribe: str
+
+    @classmethod
+    def parse(cls, url: str) -> BusAddress:
+        """``tcp://h:P`` → P and P+1; ``ipc://x`` / ``inproc://x`` → ``x.in`` and ``x.out``.
+
+        Raises :class:`BusError` for anything else.
+        """
+        scheme, sep, rest = url.partition("://")
+        if not sep or not rest:
+            raise BusError(f"bad bus url {url!r}: expected tcp://host:port, ipc://path or inproc://name")
+        if scheme == "tcp":
+            host, colon, port = rest.rpartition(":")
+            if not colon or not port.isdigit() or not host:
+                raise BusError(f"bad bus url {url!r}: a tcp url needs host and port, e.g. tcp://127.0.0.1:7355")
+            number = int(port)
+            if number == 0:
+                return cls(f"tcp://{host}:0", f"tcp://{host}:0")
+            if not 0 < number < 65535:
+                raise BusError(f"bad bus url {url!r}: port must be in 1..65534 (P and P+1 are used)")
+            return cls(f"tcp://{host}:{number}", f"tcp://{host}:{number + 1}")
+        if scheme in ("ipc", "inproc"):
+            return cls(f"{url}.in", f"{url}.out")
+        raise BusError(f"bad bus url {url!r}: unknown transport {scheme!r} (use tcp, ipc or inproc)")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"publish": self.publish, "subscribe": self.subscribe}
+
+
+@dataclass(frozen=True)
+class BrokerStatistics:
+    """Counters read from the running proxy: ZeroMQ counts frames (a Loom event is 3)."""
+
+    frames_in: int
+    bytes_in: int
+    frames_out: int
+    bytes_out: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "frames_in": self.frames_in,
+            "bytes_in": self.bytes_in,
+            "frames_out": self.frames_out,
+            "bytes_out": self.bytes_out,
+        }
+
+
+class Broker:
+    """An XSUB/XPUB proxy running on its own thread (ZeroMQ's C proxy: no GIL held).
+
+    Args:
+        addresses: where to bind; several are allowed (e.g. inproc for this process
+            and tcp for the others).
+        context: the ZeroMQ context (inproc endpoints need the clients' context).
+        hwm: high-water mark of both sockets, in messages.
+
+    ``start()`` binds in the calling thread, so a port in use fails there, clearly.
+    """
+
+    def __init__(
+        self,
+        addresses: list[BusAddress],
+        *,
+        context: zmq.Context | None = None,
+        hwm: int = 100_000,
+    ):
+        if not addresses:
+            raise BusError("a broker needs at least one address to bind")
+        self._requested = list(addresses)
+        self._context = context or zmq.Context.instance()
+        self._hwm = hwm
+        self._thread: threading.Thread | None = None
+        self._control_url = f"inproc://loom-broker-control-{id(self):x}"
+        self._control: zmq.Socket | None = None
+        self._lock = threading.Lock()
+        self.addresses: list[BusAddress] = []
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> list[BusAddress]:
+        """Bind every address and start proxying; returns the bound addresses."""
+        if self._thread is not None:
+            raise BusError("broker already started")
+        ctx = self._context
+        xsub = ctx.socket(zmq.XSUB)
+        xpub = ctx.socket(zmq.XPUB)
+        control_server = ctx.socket(zmq.PAIR)
+        for sock in (xsub, xpub):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, self._hwm)
+            sock.setsockopt(zmq.RCVHWM, self._hwm)
+        try:
+            for address in self._requested:
+                self.addresses.append(
+                    BusAddress(_bind(xsub, address.publish), _bind(xpub, address.subscribe))
+                )
+        except BusError:
+            for sock in (xsub, xpub, control_server):
+                sock.close(0)
+            raise
+        # Ask every publisher for everything: filtering happens at the XPUB side, so a
+        # subscription is live for all publishers once XPUB has processed it.
+        xsub.send(b"\x01")
+        control_server.bind(self._control_url)
+        self._control = ctx.socket(zmq.PAIR)
+        self._control.connect(self._control_url)
+        self._thread = threading.Thread(
+            target=self._run, args=(xsub, xpub, control_server), name="loom-broker", daemon=True
+        )
+        self._thread.start()
+        return list(self.addresses)
+
+    def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+        try:
+            zmq.proxy_steerable(xsub, xpub, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (xsub, xpub, control):
+                sock.close(0)
+
+    def statistics(self) -> BrokerStatistics:
+        """Messages and bytes through the broker since it started."""
+        with self._lock:
+            if not self.running or self._control is None:
+                return BrokerStatistics(0, 0, 0, 0)
+            self._control.send(b"STATISTICS")
+            if not self._control.poll(1000):
+                raise BusError("the broker did not answer a STATISTICS request within 1 s")
+            frames = self._control.recv_multipart()
+        values = [struct.unpack("=Q", frame)[0] for frame in frames]
+        # frontend (XSUB): msgs in, bytes in, msgs out, bytes out; then backend (XPUB).
+        return BrokerStatistics(
+            frames_in=values[0],
+            bytes_in=values[1],
+            frames_out=values[6],
+            bytes_out=values[7],
+        )
+
+    def close(self) -> None:
+        """Stop proxying and release the endpoints (idempotent)."""
+        with self._lock:
+            if self._control is None:
+                return
+            if self.running:
+                self._control.send(b"TERMINATE")
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.join(timeout=5)
+            self._control.close(0)
+            self._control = None
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> str:
+    try:
+        if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+            port = sock.bind_to_random_port(endpoint[: -len(":0")])
+            return f"{endpoint[: -len(':0')]}:{port}"
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise BusError(
+            f"cannot bind the bus at {endpoint}: {exc.strerror}. Is another bus running there? "
+            "Join it instead (leave [bus] mode = \"auto\"), or pick another [bus] url."
+        ) from None
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -1,0 +1,250 @@
+"""The ``Context`` a handler receives: how an agent talks to the rest of the system."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from . import collaboration
+from .envelope import Envelope, encode_data, new_id
+from .errors import LoomError, RemoteError, RequestTimeout, ToolError
+from .topics import validate_topic
+
+if TYPE_CHECKING:
+    from .client import BusClient, Subscription
+    from .runtime import Runtime
+
+__all__ = ["Context", "current_event"]
+
+#: The event whose handler is running (None outside handlers). Emits inherit its
+#: thread id and hop count, so causal chains stay linked across agents.
+current_event: ContextVar[Envelope | None] = ContextVar("loom_current_event", default=None)
+TOOL_PREFIX = "loom.tool."
+
+
+class AgentLogger(logging.LoggerAdapter):
+    """A logger that also publishes INFO-and-above records on ``loom.log.<agent>``."""
+
+    def __init__(self, logger: logging.Logger, ctx: Context):
+        super().__init__(logger, {"agent": ctx.agent_id})
+        self._ctx = ctx
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(level, msg, *args, **kwargs)
+        if level < logging.INFO:
+            return
+        text = str(msg) % args if args else str(msg)
+        if kwargs.get("exc_info"):
+            text = f"{text}\n{traceback.format_exc()}"
+        try:
+            self._ctx._publish(
+                f"loom.log.{self._ctx.agent_id}",
+                {"level": logging.getLevelName(level), "message": text},
+                type="log",
+            )
+        except LoomError:
+            pass  # the bus is closing: the record still went to Python logging
+
+
+class Context:
+    """Everything an agent can do, passed to every handler and hook.
+
+    Attributes:
+        agent_id: the agent's id (its ``source`` on every event it emits).
+        runtime: the :class:`~loom_kernel.runtime.Runtime` running it.
+        log: a logger whose INFO+ records also travel on ``loom.log.<agent_id>``.
+    """
+
+    def __init__(self, runtime: Runtime, agent_id: str):
+        self.runtime = runtime
+        self.agent_id = agent_id
+        self.inbox = runtime.client.inbox(agent_id)
+        self.log = AgentLogger(logging.getLogger(f"loom.agent.{agent_id}"), self)
+        self.emitted = 0
+        self.last_emit = 0.0
+        self._subscriptions: list[Subscription] = []
+
+    @property
+    def client(self) -> BusClient:
+        return self.runtime.client
+
+    # -- publishing ------------------------------------------------------------------
+
+    def _publish(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        type: str = "event",
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        thread_id: str | None = None,
+        ttl_ms: int = 0,
+        headers: dict[str, str] | None = None,
+        event_id: str | None = None,
+    ) -> Envelope:
+        validate_topic(topic)
+        payload, content_type = encode_data(data)
+        parent = current_event.get()
+        hops = 0
+        if parent is not None:
+            hops = parent.hops + 1
+            thread_id = thread_id or parent.thread_id or parent.id
+            if hops > self.runtime.config.runtime.max_hops:
+                raise LoomError(
+                    f"{self.agent_id} emitted {topic!r} at hop {hops}, past [runtime] max_hops = "
+                    f"{self.runtime.config.runtime.max_hops}: agents are probably answering "
+                    "each other in a loop (raise max_hops if the chain is meant to be that long)"
+                )
+        env = Envelope(
+            topic=topic,
+            data=data,
+            payload=payload,
+            content_type=content_type,
+            id=event_id or new_id(),
+            type=type,
+            source=self.agent_id,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            thread_id=thread_id,
+            ttl_ms=ttl_ms,
+            hops=hops,
+            headers=headers,
+        )
+        self.runtime.client.publish(env)
+        self.emitted += 1
+        self.last_emit = time.monotonic()
+        return env
+
+    async def emit(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        ttl_ms: int = 0,
+        thread_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope:
+        """Publish ``data`` on ``topic``; returns the envelope sent.
+
+        ``data`` is JSON-compatible values, a dataclass, a pydantic model, or bytes.
+        Inside a handler the new event continues the handled event's thread.
+
+        Raises:
+            TopicError: ``topic`` is not a valid concrete topic.
+            TypeError: ``data`` cannot be encoded.
+        """
+        return self._publish(topic, data, ttl_ms=ttl_ms, thread_id=thread_id, headers=headers)
+
+    # -- request / reply -------------------------------------------------------------
+
+    async def request(self, topic: str, data: Any = None, *, timeout: float = 5.0) -> Envelope:
+        """Publish a request and wait for the first reply (any process may answer).
+
+        Raises:
+            RequestTimeout: no reply within ``timeout`` seconds.
+            RemoteError: the responder's handler raised (its error is in the message).
+        """
+        correlation = new_id()
+        box = self.client.expect_replies(self.inbox, correlation)
+        try:
+            self._publish(
+                topic, data, type="request", correlation_id=correlation, reply_to=self.inbox
+            )
+            loop = asyncio.get_running_loop()
+            if not await box.wait(loop.time() + timeout):
+                raise RequestTimeout(topic, timeout)
+            reply = box.items.popleft()
+        finally:
+            self.client.forget(self.inbox, correlation)
+        raise_if_error(reply, topic)
+        return reply
+
+    async def reply(self, event: Envelope, data: Any = None, *, type: str = "reply") -> Envelope:
+        """Answer ``event`` (a request, award or cfp): the reply goes to its ``reply_to``.
+
+        Raises :class:`LoomError` when the event expects no reply.
+        """
+        if not event.reply_to:
+            raise LoomError(
+                f"event {event.id} on {event.topic!r} has no reply_to: it was published with "
+                "ctx.emit(), not ctx.request(), so nobody is waiting for a reply"
+            )
+        return self._publish(
+            event.reply_to,
+            data,
+            type=type,
+            correlation_id=event.correlation_id or event.id,
+            thread_id=event.thread_id or event.id,
+        )
+
+    # -- tools -----------------------------------------------------------------------
+
+    async def tool(self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+        """Call a tool served by any agent on the bus; returns its result.
+
+        Raises:
+            ToolError: nobody serves ``name`` (timeout) or the tool failed.
+        """
+        if args is not None and not isinstance(args, dict):
+            raise ToolError(f"tool {name!r}: args must be a dict of argument names, got {type(args).__name__}")
+        topic = TOOL_PREFIX + name
+        try:
+            reply = await self.request(topic, args or {}, timeout=timeout)
+        except RequestTimeout:
+            raise ToolError(
+                f"tool {name!r} did not answer within {timeout:g} s: is an agent serving it "
+                "running? (`rt.tools()` lists what is callable)"
+            ) from None
+        except RemoteError as exc:
+            raise ToolError(f"tool {name!r} failed: {exc.remote_message}") from None
+        return reply.data
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    async def subscribe(self, pattern: str, *, qos: str = "reliable", **options: Any) -> Subscription:
+        """A subscription owned by this agent (closed when it stops); iterate it for events."""
+        sub = await self.client.subscribe(pattern, qos=qos, owner=self.agent_id, **options)
+        self._subscriptions.append(sub)
+        return sub
+
+    async def _close_subscriptions(self) -> None:
+        for sub in self._subscriptions:
+            await sub.aclose()
+        self._subscriptions.clear()
+
+    # -- collaboration patterns (see collaboration.py) ------------------------------
+
+    async def fan_out(self, *args: Any, **kwargs: Any) -> collaboration.FanInResult:
+        """See :func:`loom_kernel.collaboration.fan_out`."""
+        return await collaboration.fan_out(self, *args, **kwargs)
+
+    async def fan_in(self, *args: Any, **kwargs: Any) -> collaboration.FanInResult:
+        """See :func:`loom_kernel.collaboration.fan_in`."""
+        return await collaboration.fan_in(self, *args, **kwargs)
+
+    async def barrier(self, *args: Any, **kwargs: Any) -> list[str]:
+        """See :func:`loom_kernel.collaboration.barrier`."""
+        return await collaboration.barrier(self, *args, **kwargs)
+
+    async def contract_net(self, *args: Any, **kwargs: Any) -> collaboration.ContractResult:
+        """See :func:`loom_kernel.collaboration.contract_net`."""
+        return await collaboration.contract_net(self, *args, **kwargs)
+
+    async def bid(self, *args: Any, **kwargs: Any) -> Envelope | None:
+        """See :func:`loom_kernel.collaboration.bid`."""
+        return await collaboration.bid(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.agent_id!r}>"
+
+
+def raise_if_error(reply: Envelope, topic: str) -> None:
+    """Turn an ``error`` reply into :class:`RemoteError`."""
+    if reply.type == "error":
+        info = reply.data if isinstance(reply.data, dict) else {"message": str(reply.data)}
+        raise RemoteError(topic, reply.source, info.get("error", "Error"), info.get("message", ""))

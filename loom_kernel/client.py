@@ -366,22 +366,33 @@ class BusClient:
         asub, sub = self._asub, self._sub
         if asub is None or sub is None:
             raise BusError("receive loop started before connect()")
-        recv = sub.recv_multipart
-        dispatch = self._dispatch
-        noblock = zmq.NOBLOCK
         while True:
             await asub.poll(flags=zmq.POLLIN)
             for _ in range(_DRAIN_BATCH):
                 try:
-                    frames = recv(noblock)
+                    frames = self._recv_message(sub)
                 except zmq.Again:
                     break
                 try:
-                    dispatch(frames)
+                    self._dispatch(frames)
                 except Exception:  # a bug in dispatch must not stop the bus for everyone
                     log.exception("error dispatching an event; it was dropped")
             else:
                 await asyncio.sleep(0)
+
+    @staticmethod
+    def _recv_message(sub: zmq.Socket) -> list[bytes]:
+        """One whole message, frame by frame.
+
+        ``recv_multipart`` asks the socket for RCVMORE after every frame, which costs
+        more than the receive itself; a ``Frame`` carries that flag for free.
+        """
+        frame = sub.recv(zmq.NOBLOCK, copy=False)
+        frames = [frame.bytes]
+        while frame.more:
+            frame = sub.recv(copy=False)
+            frames.append(frame.bytes)
+        return frames
 
     def _dispatch(self, frames: list[bytes]) -> None:
         self._received += 1

@@ -1,0 +1,35 @@
+"""``loom``: the entry point that gathers every command."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from ..errors import LoomError
+from . import bench, bus
+
+app = typer.Typer(
+    name="loom",
+    help="Loom: build, run and observe multi-agent systems on a ZeroMQ bus.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("bus")(bus.bus)
+app.command("bench")(bench.bench)
+
+
+def main() -> None:
+    """Console-script entry: Loom errors become one red line and exit code 1."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        app()
+    except LoomError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

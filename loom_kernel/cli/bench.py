@@ -1,0 +1,51 @@
+"""``loom bench``: measure the bus against raw pyzmq in the same run."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..benchmark import BenchPlan, run_bench
+
+
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller run, under 30 s.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
+    count: Annotated[int | None, typer.Option(help="Events for the throughput runs.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds per latency rate.")] = None,
+) -> None:
+    """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency.
+
+    Example: `loom bench --quick --json`.
+    """
+    plan = BenchPlan.quick() if quick else BenchPlan()
+    if count is not None:
+        plan = BenchPlan(count=count, rates=plan.rates, duration=plan.duration)
+    if duration is not None:
+        plan = BenchPlan(count=plan.count, rates=plan.rates, duration=duration)
+    console = Console(stderr=True)
+    with console.status("starting") as status:
+        result = run_bench(plan, progress=lambda step: status.update(f"[bold]{step}"))
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    out = Console()
+    throughput = Table(title="Throughput (events/s, across processes)")
+    for column in ("raw pyzmq PUB→SUB", "Loom: broker → handler", "ratio"):
+        throughput.add_column(column, justify="right")
+    t = result.throughput
+    throughput.add_row(f"{t['raw_pyzmq_eps']:,}", f"{t['loom_eps']:,}", f"{t['ratio']:.1%}")
+    out.print(throughput)
+    latency = Table(title="publish → handler latency")
+    for column in ("rate ev/s", "p50 ms", "p99 ms", "max ms", "sent", "received"):
+        latency.add_column(column, justify="right")
+    for row in result.latency:
+        latency.add_row(
+            f"{row['rate_eps']:,}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
+            f"{row['max_ms']:.3f}", f"{row['sent']:,}", f"{row['received']:,}",
+        )
+    out.print(latency)

@@ -1,0 +1,98 @@
+"""``loom bus``: run the project's broker as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..bus import Broker, BusAddress
+from ..client import BusClient
+from ..config import load_config
+from ..discovery import discovery_lock, read_discovery, remove_discovery, write_discovery
+from ..envelope import Envelope, encode_data
+from ..errors import BusError
+
+DEFAULT_URL = "tcp://127.0.0.1:7355"
+
+
+def bus(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Where to bind (tcp://host:P uses P and P+1). Default: [bus] url, "
+        f"else {DEFAULT_URL}."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
+    stats_interval: Annotated[float, typer.Option(help="Seconds between statistics lines.")] = 5.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No statistics lines.")] = False,
+) -> None:
+    """Run the bus broker in the foreground until Ctrl-C or SIGTERM.
+
+    Agents, notebooks and the studio of the same project join it with no flags
+    (through .loom/bus.json). Example: `loom bus --url tcp://0.0.0.0:7355`.
+    """
+    settings = load_config(config)
+    chosen = url or settings.bus.url or DEFAULT_URL
+    asyncio.run(_serve(BusAddress.parse(chosen), settings.project_dir, settings.bus.hwm,
+                       stats_interval, quiet))
+
+
+async def _serve(address: BusAddress, project: Path, hwm: int, interval: float, quiet: bool) -> None:
+    console = Console(stderr=True)
+    async with discovery_lock(project):
+        running = read_discovery(project)
+        if running is not None:
+            raise BusError(
+                f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
+                f"{running.address.publish}: join it, or stop it first"
+            )
+        broker = Broker([address], hwm=hwm)
+        (bound,) = broker.start()
+        write_discovery(project, bound, "standalone")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(
+        f"[bold green]loom bus[/] publish {bound.publish}  subscribe {bound.subscribe}  "
+        f"(project {project})"
+    )
+    client = BusClient(_loopback(bound), name="bus")
+    try:
+        await client.connect()
+        started = time.monotonic()
+        last = broker.statistics()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+            stats = broker.statistics()
+            payload, content_type = encode_data(stats.to_dict())
+            client.publish(Envelope(topic="loom.broker.stats", payload=payload, type="stats",
+                                    content_type=content_type, source=client.client_id))
+            if not quiet:
+                rate = (stats.frames_out - last.frames_out) / 3 / interval
+                console.print(
+                    f"{time.monotonic() - started:8.0f}s  events in {stats.frames_in // 3:,}  "
+                    f"out {stats.frames_out // 3:,}  ~{rate:,.0f} ev/s"
+                )
+            last = stats
+    finally:
+        await client.aclose()
+        broker.close()
+        remove_discovery(project)
+        console.print("[bold]loom bus stopped[/]")
+
+
+def _loopback(address: BusAddress) -> BusAddress:
+    """A wildcard bind (0.0.0.0) is reached on loopback by a local client."""
+    return BusAddress(
+        address.publish.replace("0.0.0.0", "127.0.0.1"),
+        address.subscribe.replace("0.0.0.0", "127.0.0.1"),
+    )

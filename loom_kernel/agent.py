@@ -42,7 +42,11 @@ class HandlerSpec:
     max_delay: float = 0.05
 
     def mailbox_options(self) -> dict[str, Any]:
-        return {"maxsize": self.mailbox_size, "max_size": self.max_size, "max_delay": self.max_delay}
+        return {
+            "maxsize": self.mailbox_size,
+            "max_size": self.max_size,
+            "max_delay": self.max_delay,
+        }
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: 
         received = 0
         first = 0.0
         last = 0.0
-        latencies: list[float] = []  # noqa: RUF012 - one instance per process
+        latencies: list[float] = []
         done = asyncio.Event()
 
         @on_event("bench.*")
@@ -180,7 +180,13 @@ def _loom_sender(project: str, count: int, rate: float) -> None:
 async def _loom_send(project: Path, count: int, rate: float) -> None:
     from .runtime import open_runtime
 
-    data = {"symbol": "BTC-USDT", "price": 43123.51, "volume": 0.125, "bid": 43123.5, "ask": 43123.6}
+    data = {
+        "symbol": "BTC-USDT",
+        "price": 43123.51,
+        "volume": 0.125,
+        "bid": 43123.5,
+        "ask": 43123.6,
+    }
     async with open_runtime(project / "loom.toml") as rt:
         ctx = rt.context
         emit = ctx._publish
@@ -206,7 +212,7 @@ def _loom_round(count: int, rate: float) -> dict[str, Any]:
     spawn = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as folder:
         project = Path(folder)
-        (project / "loom.toml").write_text("[bus]\nmode = \"auto\"\n")
+        (project / "loom.toml").write_text('[bus]\nmode = "auto"\n')
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=_loom_receiver, args=(folder, ready, results, count))
         receiver.start()

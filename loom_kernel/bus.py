@@ -39,20 +39,28 @@ class BusAddress:
         """
         scheme, sep, rest = url.partition("://")
         if not sep or not rest:
-            raise BusError(f"bad bus url {url!r}: expected tcp://host:port, ipc://path or inproc://name")
+            raise BusError(
+                f"bad bus url {url!r}: expected tcp://host:port, ipc://path or inproc://name"
+            )
         if scheme == "tcp":
             host, colon, port = rest.rpartition(":")
             if not colon or not port.isdigit() or not host:
-                raise BusError(f"bad bus url {url!r}: a tcp url needs host and port, e.g. tcp://127.0.0.1:7355")
+                raise BusError(
+                    f"bad bus url {url!r}: a tcp url needs host and port, e.g. tcp://127.0.0.1:7355"
+                )
             number = int(port)
             if number == 0:
                 return cls(f"tcp://{host}:0", f"tcp://{host}:0")
             if not 0 < number < 65535:
-                raise BusError(f"bad bus url {url!r}: port must be in 1..65534 (P and P+1 are used)")
+                raise BusError(
+                    f"bad bus url {url!r}: port must be in 1..65534 (P and P+1 are used)"
+                )
             return cls(f"tcp://{host}:{number}", f"tcp://{host}:{number + 1}")
         if scheme in ("ipc", "inproc"):
             return cls(f"{url}.in", f"{url}.out")
-        raise BusError(f"bad bus url {url!r}: unknown transport {scheme!r} (use tcp, ipc or inproc)")
+        raise BusError(
+            f"bad bus url {url!r}: unknown transport {scheme!r} (use tcp, ipc or inproc)"
+        )
 
     def to_dict(self) -> dict[str, str]:
         return {"publish": self.publish, "subscribe": self.subscribe}
@@ -193,6 +201,6 @@ def _bind(sock: zmq.Socket, endpoint: str) -> str:
     except zmq.ZMQError as exc:
         raise BusError(
             f"cannot bind the bus at {endpoint}: {exc.strerror}. Is another bus running there? "
-            "Join it instead (leave [bus] mode = \"auto\"), or pick another [bus] url."
+            'Join it instead (leave [bus] mode = "auto"), or pick another [bus] url.'
         ) from None
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -333,7 +333,7 @@ class BusClient:
                     raise BusError(
                         f"{what}: no bus answered at {self.address.publish} / "
                         f"{self.address.subscribe} within {timeout:g} s. Start one with "
-                        "`loom bus`, or let the runtime embed one ([bus] mode = \"auto\")."
+                        '`loom bus`, or let the runtime embed one ([bus] mode = "auto").'
                     )
                 interval = min(interval * 2, 0.05)
         finally:

@@ -98,7 +98,9 @@ async def fan_out(
     replies: list[Envelope] = []
     try:
         for (topic, payload), correlation in zip(pairs, correlations, strict=True):
-            ctx._publish(topic, payload, type="request", correlation_id=correlation, reply_to=ctx.inbox)
+            ctx._publish(
+                topic, payload, type="request", correlation_id=correlation, reply_to=ctx.inbox
+            )
         while want is None or len(replies) < want:
             if not await box.wait(deadline):
                 break

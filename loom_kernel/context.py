@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -40,14 +41,13 @@ class AgentLogger(logging.LoggerAdapter):
         text = str(msg) % args if args else str(msg)
         if kwargs.get("exc_info"):
             text = f"{text}\n{traceback.format_exc()}"
-        try:
+        # If the bus is closing, the record still went to Python logging.
+        with contextlib.suppress(LoomError):
             self._ctx._publish(
                 f"loom.log.{self._ctx.agent_id}",
                 {"level": logging.getLevelName(level), "message": text},
                 type="log",
             )
-        except LoomError:
-            pass  # the bus is closing: the record still went to Python logging
 
 
 class Context:
@@ -184,14 +184,18 @@ class Context:
 
     # -- tools -----------------------------------------------------------------------
 
-    async def tool(self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+    async def tool(
+        self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> Any:
         """Call a tool served by any agent on the bus; returns its result.
 
         Raises:
             ToolError: nobody serves ``name`` (timeout) or the tool failed.
         """
         if args is not None and not isinstance(args, dict):
-            raise ToolError(f"tool {name!r}: args must be a dict of argument names, got {type(args).__name__}")
+            raise ToolError(
+                f"tool {name!r}: args must be a dict of argument names, got {type(args).__name__}"
+            )
         topic = TOOL_PREFIX + name
         try:
             reply = await self.request(topic, args or {}, timeout=timeout)
@@ -206,7 +210,9 @@ class Context:
 
     # -- subscriptions ---------------------------------------------------------------
 
-    async def subscribe(self, pattern: str, *, qos: str = "reliable", **options: Any) -> Subscription:
+    async def subscribe(
+        self, pattern: str, *, qos: str = "reliable", **options: Any
+    ) -> Subscription:
         """A subscription owned by this agent (closed when it stops); iterate it for events."""
         sub = await self.client.subscribe(pattern, qos=qos, owner=self.agent_id, **options)
         self._subscriptions.append(sub)

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from .bus import BusAddress
 
-__all__ = ["DiscoveryRecord", "discovery_lock", "read_discovery", "remove_discovery", "write_discovery"]
+__all__ = [
+    "DiscoveryRecord",
+    "discovery_lock",
+    "read_discovery",
+    "remove_discovery",
+    "write_discovery",
+]
 
 FOLDER = ".loom"
 FILE = "bus.json"
@@ -100,7 +106,7 @@ async def discovery_lock(project_dir: Path) -> AsyncIterator[None]:
     """
     folder = project_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "bus.lock", "w") as handle:
+    with open(folder / "bus.lock", "w") as handle:  # noqa: ASYNC230 - opening a lock file is instant
         await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         try:
             yield

@@ -73,9 +73,7 @@ class RequestTimeout(LoomTimeoutError):
     """No reply (or not enough replies) to a request within its timeout."""
 
     def __init__(self, topic: str, timeout: float, detail: str = ""):
-        hint = detail or (
-            "is an agent subscribed to it and replying with ctx.reply(event, data)?"
-        )
+        hint = detail or ("is an agent subscribed to it and replying with ctx.reply(event, data)?")
         super().__init__(f"no reply on {topic!r} within {timeout:g} s: {hint}")
         self.topic = topic
         self.timeout = timeout

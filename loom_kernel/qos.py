@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["QoS", "Mailbox", "MailboxStatistics", "make_mailbox"]
+__all__ = ["Mailbox", "MailboxStatistics", "QoS", "make_mailbox"]
 
 QoS = Literal["realtime", "reliable", "batched"]
 QOS_NAMES = ("realtime", "reliable", "batched")

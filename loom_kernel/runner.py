@@ -101,7 +101,9 @@ class AgentRunner:
             self._state = "failed"
             self._record_error("on_start", None, exc)
             await self._teardown()
-            raise LoomError(f"agent {agent.id!r} failed to start: {type(exc).__name__}: {exc}") from exc
+            raise LoomError(
+                f"agent {agent.id!r} failed to start: {type(exc).__name__}: {exc}"
+            ) from exc
         if overrides(agent, "run"):
             self._spawn(loop, self._run_body(), "run")
         self._state = "running"

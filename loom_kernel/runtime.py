@@ -90,8 +90,8 @@ class Runtime:
                 record = read_discovery(self.config.project_dir)
                 if record is None:
                     raise BusError(
-                        f"[bus] mode = \"connect\" but no bus is running for {self.config.project_dir}"
-                        " and [bus] url is unset: start one with `loom bus`"
+                        f'[bus] mode = "connect" but no bus runs for {self.config.project_dir} '
+                        "and [bus] url is unset: start one with `loom bus`"
                     )
                 address = record.address
             else:
@@ -105,7 +105,9 @@ class Runtime:
                 if not joined:
                     await self._embed(hwm)
         self._context = Context(self, f"runtime-{os.getpid()}")
-        self._beat = asyncio.get_running_loop().create_task(self._heartbeat(), name="loom:heartbeat")
+        self._beat = asyncio.get_running_loop().create_task(
+            self._heartbeat(), name="loom:heartbeat"
+        )
         return self
 
     async def _try_join_running(self) -> bool:
@@ -145,7 +147,9 @@ class Runtime:
             raise
         self.client, self.address = client, tcp_bound
         write_discovery(self.config.project_dir, tcp_bound, "embedded")
-        log.info("embedded bus at %s (publish) / %s (subscribe)", tcp_bound.publish, tcp_bound.subscribe)
+        log.info(
+            "embedded bus at %s (publish) / %s (subscribe)", tcp_bound.publish, tcp_bound.subscribe
+        )
 
     async def aclose(self) -> None:
         """Stop every agent (last started first), then leave or stop the bus. Idempotent."""
@@ -187,7 +191,9 @@ class Runtime:
                 raise TypeError(f"start() takes Agent instances, got {agent!r}")
             existing = self._runners.get(agent.id)
             if existing is not None and existing.status not in ("stopped", "failed"):
-                raise LoomError(f"an agent with id {agent.id!r} is already running: give each agent its own id")
+                raise LoomError(
+                    f"an agent with id {agent.id!r} is already running: give each agent its own id"
+                )
             runner = AgentRunner(self, agent)
             self._runners[agent.id] = runner
             await runner.start()
@@ -229,11 +235,15 @@ class Runtime:
         """Request from outside any agent; see :meth:`Context.request`."""
         return await self.context.request(topic, data, timeout=timeout)
 
-    async def tool(self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+    async def tool(
+        self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> Any:
         """Call a tool from outside any agent; see :meth:`Context.tool`."""
         return await self.context.tool(name, args, timeout=timeout)
 
-    async def subscribe(self, pattern: str, *, qos: str = "reliable", **options: Any) -> Subscription:
+    async def subscribe(
+        self, pattern: str, *, qos: str = "reliable", **options: Any
+    ) -> Subscription:
         """Subscribe from outside any agent; the subscription is live when this returns."""
         return await self.context.subscribe(pattern, qos=qos, **options)
 
@@ -255,9 +265,13 @@ class Runtime:
                     if runner.status != "stopped":
                         self._publish_heartbeat(runner)
                 client = self.client.statistics()
-                self.context._publish(f"loom.client.{client.client_id}.stats", client.to_dict(), type="stats")
+                self.context._publish(
+                    f"loom.client.{client.client_id}.stats", client.to_dict(), type="stats"
+                )
                 if self.broker is not None:
-                    self.context._publish("loom.broker.stats", self.broker.statistics().to_dict(), type="stats")
+                    self.context._publish(
+                        "loom.broker.stats", self.broker.statistics().to_dict(), type="stats"
+                    )
             except LoomError as exc:
                 log.warning("heartbeat skipped: %s", exc)
 
@@ -325,4 +339,3 @@ def run(
             await stop.wait()
 
     asyncio.run(main())
-

@@ -45,7 +45,11 @@ def bench(
         latency.add_column(column, justify="right")
     for row in result.latency:
         latency.add_row(
-            f"{row['rate_eps']:,}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
-            f"{row['max_ms']:.3f}", f"{row['sent']:,}", f"{row['received']:,}",
+            f"{row['rate_eps']:,}",
+            f"{row['p50_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{row['max_ms']:.3f}",
+            f"{row['sent']:,}",
+            f"{row['received']:,}",
         )
     out.print(latency)

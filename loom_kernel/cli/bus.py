@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ DEFAULT_URL = "tcp://127.0.0.1:7355"
 def bus(
     url: Annotated[
         str | None,
-        typer.Option(help="Where to bind (tcp://host:P uses P and P+1). Default: [bus] url, "
-        f"else {DEFAULT_URL}."),
+        typer.Option(
+            help="Where to bind (tcp://host:P uses P and P+1). Default: [bus] url, "
+            f"else {DEFAULT_URL}."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
     stats_interval: Annotated[float, typer.Option(help="Seconds between statistics lines.")] = 5.0,
@@ -38,11 +41,16 @@ def bus(
     """
     settings = load_config(config)
     chosen = url or settings.bus.url or DEFAULT_URL
-    asyncio.run(_serve(BusAddress.parse(chosen), settings.project_dir, settings.bus.hwm,
-                       stats_interval, quiet))
+    asyncio.run(
+        _serve(
+            BusAddress.parse(chosen), settings.project_dir, settings.bus.hwm, stats_interval, quiet
+        )
+    )
 
 
-async def _serve(address: BusAddress, project: Path, hwm: int, interval: float, quiet: bool) -> None:
+async def _serve(
+    address: BusAddress, project: Path, hwm: int, interval: float, quiet: bool
+) -> None:
     console = Console(stderr=True)
     async with discovery_lock(project):
         running = read_discovery(project)
@@ -68,14 +76,19 @@ async def _serve(address: BusAddress, project: Path, hwm: int, interval: float, 
         started = time.monotonic()
         last = broker.statistics()
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass
             stats = broker.statistics()
             payload, content_type = encode_data(stats.to_dict())
-            client.publish(Envelope(topic="loom.broker.stats", payload=payload, type="stats",
-                                    content_type=content_type, source=client.client_id))
+            client.publish(
+                Envelope(
+                    topic="loom.broker.stats",
+                    payload=payload,
+                    type="stats",
+                    content_type=content_type,
+                    source=client.client_id,
+                )
+            )
             if not quiet:
                 rate = (stats.frames_out - last.frames_out) / 3 / interval
                 console.print(

@@ -210,20 +210,27 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
 
 def _loom_round(count: int, rate: float) -> dict[str, Any]:
     spawn = mp.get_context("spawn")
+    # Generous: the run itself, plus process start-up; a rate of 0 means "as fast as possible".
+    patience = 120 + (count / rate if rate > 0 else count / 20_000)
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as folder:
         project = Path(folder)
         (project / "loom.toml").write_text('[bus]\nmode = "auto"\n')
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=_loom_receiver, args=(folder, ready, results, count))
-        receiver.start()
-        if not ready.wait(60):
-            receiver.kill()
-            raise RuntimeError("the benchmark's receiver did not start within 60 s")
         sender = spawn.Process(target=_loom_sender, args=(folder, count, rate))
-        sender.start()
-        outcome = results.get(timeout=max(120, count / max(rate, 1) * 3))
-        sender.join(30)
-        receiver.join(30)
+        receiver.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("the benchmark's receiver did not start within 60 s")
+            sender.start()
+            outcome = results.get(timeout=patience)
+            sender.join(30)
+            receiver.join(30)
+        finally:
+            for process in (sender, receiver):
+                if process.is_alive():
+                    process.kill()
+                    process.join(5)
     return outcome
 
 

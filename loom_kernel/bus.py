@@ -132,9 +132,7 @@ class Broker:
             sock.setsockopt(zmq.RCVHWM, self._hwm)
         try:
             for address in self._requested:
-                self.addresses.append(
-                    BusAddress(_bind(xsub, address.publish), _bind(xpub, address.subscribe))
-                )
+                self.addresses.append(_bind_pair(xsub, xpub, address))
         except BusError:
             for sock in (xsub, xpub, control_server):
                 sock.close(0)
@@ -194,9 +192,6 @@ class Broker:
 
 def _bind(sock: zmq.Socket, endpoint: str) -> str:
     try:
-        if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-            port = sock.bind_to_random_port(endpoint[: -len(":0")])
-            return f"{endpoint[: -len(':0')]}:{port}"
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise BusError(
@@ -204,3 +199,19 @@ def _bind(sock: zmq.Socket, endpoint: str) -> str:
             'Join it instead (leave [bus] mode = "auto"), or pick another [bus] url.'
         ) from None
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _bind_pair(xsub: zmq.Socket, xpub: zmq.Socket, address: BusAddress) -> BusAddress:
+    """Bind both sockets; ``tcp://host:0`` picks free ports P and P+1, so the bus has a URL."""
+    if not (address.publish.startswith("tcp://") and address.publish.endswith(":0")):
+        return BusAddress(_bind(xsub, address.publish), _bind(xpub, address.subscribe))
+    host = address.publish[len("tcp://") : -len(":0")]
+    for _ in range(100):
+        port = xsub.bind_to_random_port(f"tcp://{host}", min_port=20_000, max_port=64_000)
+        try:
+            xpub.bind(f"tcp://{host}:{port + 1}")
+        except zmq.ZMQError:
+            xsub.unbind(f"tcp://{host}:{port}")
+            continue
+        return BusAddress(f"tcp://{host}:{port}", f"tcp://{host}:{port + 1}")
+    raise BusError(f"found no free pair of adjacent ports on {host} for the bus")

@@ -47,6 +47,7 @@ class AgentLogger(logging.LoggerAdapter):
                 f"loom.log.{self._ctx.agent_id}",
                 {"level": logging.getLevelName(level), "message": text},
                 type="log",
+                count=False,
             )
 
 
@@ -86,7 +87,10 @@ class Context:
         ttl_ms: int = 0,
         headers: dict[str, str] | None = None,
         event_id: str | None = None,
+        count: bool = True,
     ) -> Envelope:
+        """Build and send an envelope; ``count=False`` for the runtime's own reports
+        (heartbeats, logs, errors), which are not the agent's activity."""
         validate_topic(topic)
         payload, content_type = encode_data(data)
         parent = current_event.get()
@@ -116,8 +120,9 @@ class Context:
             headers=headers,
         )
         self.runtime.client.publish(env)
-        self.emitted += 1
-        self.last_emit = time.monotonic()
+        if count:
+            self.emitted += 1
+            self.last_emit = time.monotonic()
         return env
 
     async def emit(
@@ -211,10 +216,28 @@ class Context:
     # -- subscriptions ---------------------------------------------------------------
 
     async def subscribe(
-        self, pattern: str, *, qos: str = "reliable", **options: Any
+        self,
+        pattern: str,
+        *,
+        qos: str = "reliable",
+        mailbox_size: int | None = None,
+        max_size: int = 100,
+        max_delay: float = 0.05,
     ) -> Subscription:
-        """A subscription owned by this agent (closed when it stops); iterate it for events."""
-        sub = await self.client.subscribe(pattern, qos=qos, owner=self.agent_id, **options)
+        """A subscription owned by this agent (closed when it stops); iterate it for events.
+
+        ``qos``, ``mailbox_size``, ``max_size`` and ``max_delay`` mean what they mean for
+        :func:`~loom_kernel.agent.on_event`. Returns once the subscription is live.
+        """
+        sub = await self.client.subscribe(
+            pattern,
+            qos=qos,
+            owner=self.agent_id,
+            maxsize=mailbox_size,
+            max_size=max_size,
+            max_delay=max_delay,
+        )
+        self._subscriptions = [s for s in self._subscriptions if not s.closed]
         self._subscriptions.append(sub)
         return sub
 

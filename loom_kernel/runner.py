@@ -208,7 +208,9 @@ class AgentRunner:
             "traceback": "".join(traceback.format_exception(exc)),
         }
         with contextlib.suppress(LoomError):
-            self.ctx._publish(f"loom.agent.{self.agent.id}.error", report, type="error")
+            self.ctx._publish(
+                f"loom.agent.{self.agent.id}.error", report, type="error", count=False
+            )
 
     async def _answer_failure(self, event: Envelope, exc: BaseException) -> None:
         """A failed request still gets an answer, so its caller does not wait for a timeout."""

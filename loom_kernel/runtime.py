@@ -278,7 +278,9 @@ class Runtime:
     def _publish_heartbeat(self, runner: AgentRunner) -> None:
         stats = runner.statistics().to_dict()
         with contextlib.suppress(LoomError):
-            runner.ctx._publish(f"loom.agent.{runner.agent.id}.heartbeat", stats, type="heartbeat")
+            runner.ctx._publish(
+                f"loom.agent.{runner.agent.id}.heartbeat", stats, type="heartbeat", count=False
+            )
 
     def _check_open(self) -> None:
         if self._closed:

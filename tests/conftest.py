@@ -1,0 +1,57 @@
+"""Shared fixtures: every test gets its own project folder, so discovery files and
+embedded buses never leak between tests running in parallel."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from loom_kernel import Runtime, open_runtime
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project folder with a default ``loom.toml``; the working directory."""
+    (tmp_path / "loom.toml").write_text("[runtime]\nheartbeat_interval = 0.2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOM_CONFIG", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+async def rt(project: Path) -> AsyncIterator[Runtime]:
+    """A runtime on an embedded bus, private to the test."""
+    async with open_runtime(project / "loom.toml") as runtime:
+        yield runtime
+
+
+def free_port() -> int:
+    """A TCP port that is free now (and its successor, for the subscribe side)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+
+
+def python_env() -> dict[str, str]:
+    """Environment for child Python processes: the repo importable (coverage follows them)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+PYTHON = sys.executable

@@ -1,0 +1,44 @@
+"""`loom bench` runs for real (small counts) and prints the documented JSON shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, python_env
+
+pytestmark = pytest.mark.multiprocess
+
+
+def test_bench_json_has_the_documented_shape(project: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--json", "--quick",
+         "--count", "20000", "--duration", "0.5"],
+        cwd=project, env=python_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    throughput = report["throughput"]
+    assert throughput["raw_pyzmq_eps"] > 0 and throughput["loom_eps"] > 0
+    assert throughput["ratio"] == pytest.approx(
+        throughput["loom_eps"] / throughput["raw_pyzmq_eps"], rel=0.01
+    )
+    assert throughput["loom_received"] == 20000
+    rates = [row["rate_eps"] for row in report["latency"]]
+    assert rates == [1000, 10000]
+    for row in report["latency"]:
+        assert set(row) >= {"rate_eps", "p50_ms", "p99_ms", "max_ms", "sent", "received"}
+        assert row["received"] == row["sent"] == int(row["rate_eps"] * 0.5)
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+
+
+def test_bench_table_output(project: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--count", "5000", "--duration", "0.2"],
+        cwd=project, env=python_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Throughput" in result.stdout and "p99 ms" in result.stdout

@@ -1,0 +1,202 @@
+"""``loom.toml``: finding it and mapping it onto typed settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loom_kernel.config import LoomConfig, find_config, load_config, parse_config
+from loom_kernel.errors import ConfigError
+
+
+@pytest.fixture
+def empty_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with no ``loom.toml`` in it or above it, and no $LOOM_CONFIG."""
+    folder = tmp_path / "no-project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("LOOM_CONFIG", raising=False)
+    if find_config() is not None:
+        pytest.skip(f"a loom.toml above the temporary folder: {find_config()}")
+    return folder
+
+
+def test_defaults_without_a_file(empty_dir: Path) -> None:
+    config = load_config()
+    assert config == LoomConfig()
+    assert config.path is None
+    assert config.project_dir == empty_dir
+    assert config.bus.url is None
+    assert config.bus.mode == "auto"
+    assert config.bus.hwm == 100_000
+    assert config.bus.connect_timeout == 5.0
+    assert config.runtime.heartbeat_interval == 1.0
+    assert config.runtime.max_hops == 32
+
+
+def test_project_fixture_file_is_found(project: Path) -> None:
+    config = load_config()
+    assert config.path == (project / "loom.toml").resolve()
+    assert config.project_dir == project.resolve()
+    assert config.runtime.heartbeat_interval == 0.2
+    assert config.runtime.idle_after == 5.0  # untouched keys keep their defaults
+
+
+def test_loom_config_env_var_names_the_file(
+    empty_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere" / "custom.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('[bus]\nurl = "tcp://127.0.0.1:7400"\nmode = "connect"\n')
+    monkeypatch.setenv("LOOM_CONFIG", str(elsewhere))
+    config = load_config()
+    assert config.path == elsewhere.resolve()
+    assert config.bus.url == "tcp://127.0.0.1:7400"
+    assert config.bus.mode == "connect"
+
+
+def test_loom_config_env_var_wins_over_nearest_file(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = tmp_path / "chosen.toml"
+    chosen.write_text("[runtime]\nmax_hops = 4\n")
+    monkeypatch.setenv("LOOM_CONFIG", str(chosen))
+    assert load_config().runtime.max_hops == 4
+
+
+def test_loom_config_env_var_to_a_missing_file(
+    empty_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = empty_dir / "nope.toml"
+    monkeypatch.setenv("LOOM_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match="no such file") as caught:
+        load_config()
+    assert str(missing) in str(caught.value)
+
+
+def test_nearest_loom_toml_upward_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOM_CONFIG", raising=False)
+    (tmp_path / "loom.toml").write_text("[runtime]\nmax_hops = 1\n")
+    project = tmp_path / "project"
+    deep = project / "src" / "agents"
+    deep.mkdir(parents=True)
+    (project / "loom.toml").write_text("[runtime]\nmax_hops = 2\n")
+    monkeypatch.chdir(deep)
+    config = load_config()
+    assert config.path == (project / "loom.toml").resolve()
+    assert config.runtime.max_hops == 2
+    assert config.project_dir == project.resolve()
+    assert find_config(tmp_path) == tmp_path / "loom.toml"
+
+
+def test_explicit_path_wins(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text("[runtime]\nmax_hops = 9\n")
+    assert load_config(other).runtime.max_hops == 9
+    assert load_config(str(other)).runtime.max_hops == 9
+
+
+def test_missing_explicit_file(empty_dir: Path) -> None:
+    missing = empty_dir / "missing.toml"
+    with pytest.raises(ConfigError, match="no such file: create it with `loom init`") as caught:
+        load_config(missing)
+    assert caught.value.path == str(missing)
+    assert str(missing) in str(caught.value)
+
+
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "loom.toml"
+    bad.write_text("[runtime\nheartbeat_interval = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML") as caught:
+        load_config(bad)
+    assert str(caught.value).startswith(f"{bad}: ")
+    assert caught.value.path == str(bad)
+
+
+def test_config_file_not_utf8_gives_config_error_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "loom.toml"
+    bad.write_bytes(b"# caf\xe9 settings\n[runtime]\nmax_hops = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert str(bad) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("[runtime]\nheartbeat_intervall = 1\n", "did you mean 'heartbeat_interval'?"),
+        ("[runtime]\nheartbeat = 1\n", "did you mean 'heartbeat_interval'?"),
+        ("[runtime]\nmax_hop = 3\n", "did you mean 'max_hops'?"),
+        ("[bus]\nulr = 'tcp://127.0.0.1:1'\n", "did you mean 'url'?"),
+        ("[bus]\nconnect_timout = 1\n", "did you mean 'connect_timeout'?"),
+        ("[buss]\nurl = 'tcp://127.0.0.1:1'\n", "did you mean 'bus'?"),
+        ("[runtim]\nmax_hops = 3\n", "did you mean 'runtime'?"),
+    ],
+)
+def test_unknown_key_suggests_nearest_valid_one(tmp_path: Path, text: str, hint: str) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match="unknown key") as caught:
+        load_config(file)
+    message = str(caught.value)
+    assert hint in message
+    assert str(file) in message
+
+
+def test_unknown_key_names_its_section(tmp_path: Path) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text("[runtime]\nheartbeat_intervall = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'heartbeat_intervall' in \[runtime\]"):
+        load_config(file)
+
+
+def test_unknown_key_without_a_near_match_lists_valid_keys(tmp_path: Path) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text("[bus]\nzzzzzz = 1\n")
+    with pytest.raises(ConfigError, match="valid keys: url, mode, hwm, connect_timeout"):
+        load_config(file)
+
+
+def test_unknown_top_level_key_is_placed_at_the_top_level(tmp_path: Path) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text("verbose = true\n")
+    with pytest.raises(ConfigError, match="unknown key 'verbose' in the top level"):
+        load_config(file)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[runtime]\nheartbeat_interval = "fast"\n', "runtime.heartbeat_interval"),
+        ("[runtime]\nheartbeat_interval = 0\n", "runtime.heartbeat_interval"),
+        ('[runtime]\nmax_hops = "many"\n', "runtime.max_hops"),
+        ("[bus]\nhwm = 10\n", "bus.hwm"),
+        ('[bus]\nmode = "sometimes"\n', "bus.mode"),
+        ("[bus]\nurl = 7355\n", "bus.url"),
+        ("bus = 5\n", "bus"),
+    ],
+)
+def test_bad_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    message = str(caught.value)
+    assert f"{key} = " in message
+    assert str(file) in message
+
+
+def test_parse_config_without_a_file() -> None:
+    config = parse_config({"runtime": {"max_hops": 7}})
+    assert config.runtime.max_hops == 7
+    assert config.path is None
+    with pytest.raises(ConfigError, match="did you mean 'max_hops'") as caught:
+        parse_config({"runtime": {"max_hop": 7}})
+    assert caught.value.path is None
+
+
+def test_settings_are_frozen(empty_dir: Path) -> None:
+    config = load_config()
+    with pytest.raises(ValueError, match="frozen"):
+        config.runtime.max_hops = 3  # type: ignore[misc]

@@ -1,0 +1,200 @@
+"""Agents in two processes on one bus: the child joins the test's embedded bus by discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from loom_kernel import Agent, Runtime, Subscription, on_event
+from tests.conftest import PYTHON, python_env
+
+pytestmark = pytest.mark.multiprocess
+
+CHILD = Path(__file__).parent / "_procs" / "child_agents.py"
+WAIT = 5.0  # seconds: the bound of every wait for something that should happen promptly
+STARTUP = 30.0  # seconds: a child imports the kernel and joins the bus within this
+
+
+class Child:
+    """A running child process and where its output goes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path, agents: list[str]):
+        self.proc = proc
+        self.log = log
+        self.agents = agents
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+async def next_event(sub: Subscription, timeout: float = WAIT, child: Child | None = None):
+    try:
+        return await sub.get(timeout)
+    except TimeoutError:
+        detail = f"\nchild output:\n{child.output()}" if child else ""
+        raise AssertionError(
+            f"nothing on {sub.pattern.text!r} within {timeout:g} s{detail}"
+        ) from None
+
+
+@pytest.fixture
+async def spawn(rt: Runtime, project: Path) -> AsyncIterator[Callable[..., Awaitable[Child]]]:
+    """Start ``child_agents.py NAME...`` in the project folder; ready once each agent beats."""
+    children: list[Child] = []
+
+    async def start(*names: str) -> Child:
+        ids = {f"child-{name}" for name in names}
+        beats = await rt.subscribe("loom.agent.*.heartbeat")
+        log = project / f"child-{len(children)}.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                PYTHON,
+                str(CHILD),
+                *names,
+                cwd=project,
+                env=python_env(),
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # its own process group: we can check nothing is left
+            )
+        child = Child(proc, log, sorted(ids))
+        children.append(child)
+        try:
+            seen: set[str] = set()
+            while not ids <= seen:
+                seen.add((await next_event(beats, STARTUP, child)).source)
+        finally:
+            await beats.aclose()
+        return child
+
+    yield start
+    for child in children:
+        if child.proc.returncode is None:
+            child.proc.kill()
+            await asyncio.wait_for(child.proc.wait(), WAIT)
+
+
+class Doubler(Agent):
+    @on_event("parent.double")
+    async def double(self, event, ctx):
+        await ctx.reply(event, event.data * 2)
+
+
+class ParentQuoter(Agent):
+    @on_event("quote.ask")
+    async def quote(self, event, ctx):
+        await ctx.reply(event, {"by": self.id, "pid": os.getpid()})
+
+
+class Collector(Agent):
+    @on_event("pipe.exclaimed")
+    async def collect(self, event, ctx):
+        await ctx.emit("pipe.done", {"text": event.data, "from": event.source})
+
+
+async def test_requests_cross_processes_in_both_directions(rt: Runtime, spawn):
+    await rt.start(Doubler("parent-doubler"))
+    child = await spawn("echo", "relay")
+
+    echoed = await rt.request("child.echo", "hi", timeout=WAIT)
+    assert echoed.data == {"echo": "hi", "pid": child.pid}
+    assert echoed.source == "child-echo"
+
+    relayed = await rt.request("child.relay", 21, timeout=WAIT)  # parent -> child -> parent
+    assert relayed.data == {"doubled": 42, "pid": child.pid}
+
+
+async def test_wildcard_subscriptions_match_across_processes(rt: Runtime, spawn):
+    seen = await rt.subscribe("child.seen.market.*")
+    await spawn("watcher")
+    for topic in (
+        "market.price.BTC",
+        "market.prices.X",  # a sibling prefix: not matched
+        "market.price",  # the pattern's own stem: not matched
+        "market.price.BTC.spot",
+        "market.price.BTCUSD",
+        "market.price.ETH",
+    ):
+        await rt.emit(topic, topic)
+    topics = []
+    while not topics or topics[-1] != "market.price.ETH":
+        topics.append((await next_event(seen)).data)
+    assert topics == [
+        "market.price.BTC",
+        "market.price.BTC.spot",
+        "market.price.BTCUSD",
+        "market.price.ETH",
+    ]
+
+
+async def test_fan_out_gathers_replies_from_both_processes(rt: Runtime, spawn):
+    await rt.start(ParentQuoter("parent-quoter"), Doubler("parent-doubler"))
+    child = await spawn("quoter-a", "quoter-b", "echo")
+
+    broadcast = await rt.context.fan_out("quote.ask", None, first=3, timeout=WAIT)
+    assert broadcast.complete
+    assert sorted((d["by"], d["pid"]) for d in broadcast.data) == sorted(
+        [
+            ("child-quoter-a", child.pid),
+            ("child-quoter-b", child.pid),
+            ("parent-quoter", os.getpid()),
+        ]
+    )
+
+    listed = await rt.context.fan_out(
+        [("child.echo", "x"), ("parent.double", 4), ("child.missing", 0)], timeout=0.5
+    )
+    assert not listed.complete
+    assert listed.missing == ["child.missing"]
+    assert sorted(map(str, listed.data)) == sorted(map(str, [{"echo": "x", "pid": child.pid}, 8]))
+
+
+async def test_three_agents_in_two_processes_share_one_workflow(rt: Runtime, spawn):
+    done = await rt.subscribe("pipe.done")
+    await rt.start(Collector("parent-collector"))
+    await spawn("upper", "exclaim")
+
+    raw = await rt.emit("pipe.raw", "hello")
+    event = await next_event(done)
+    assert event.data == {"text": "HELLO!", "from": "child-exclaim"}
+    assert event.source == "parent-collector"
+    assert event.thread_id == raw.id  # one thread across both processes
+    assert event.hops == 3
+
+
+async def test_child_stops_cleanly_on_sigterm_and_leaves_no_process(
+    rt: Runtime, spawn, project: Path
+):
+    await rt.start(Doubler("parent-doubler"))
+    stopped = await rt.subscribe("child.stopped")
+    beats = await rt.subscribe("loom.agent.child-echo.heartbeat")
+    child = await spawn("echo", "relay")
+    assert (await rt.request("child.echo", 1, timeout=WAIT)).data["pid"] == child.pid
+
+    child.proc.send_signal(signal.SIGTERM)
+    returncode = await asyncio.wait_for(child.proc.wait(), WAIT)
+
+    assert returncode == 0, child.output()
+    assert "Traceback" not in child.output()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)  # nothing left in the child's process group
+
+    # It said goodbye on the way out: on_stop ran for both agents, a last "stopped" beat.
+    farewells = {(await next_event(stopped, child=child)).data["agent"] for _ in range(2)}
+    assert farewells == {"child-echo", "child-relay"}
+    while (await next_event(beats, child=child)).data["status"] != "stopped":
+        pass
+
+    # The parent's bus outlives the child, and the child left its record alone.
+    assert json.loads((project / ".loom" / "bus.json").read_text())["pid"] == os.getpid()
+    assert (await rt.request("parent.double", 5, timeout=WAIT)).data == 10

@@ -1,0 +1,95 @@
+"""The public surface: what users import from ``loom_kernel`` stays there."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import loom_kernel
+import loom_kernel.errors
+
+KERNEL_MODULES = [
+    "loom_kernel.bus",
+    "loom_kernel.client",
+    "loom_kernel.config",
+    "loom_kernel.envelope",
+    "loom_kernel.errors",
+    "loom_kernel.qos",
+    "loom_kernel.stats",
+    "loom_kernel.topics",
+]
+
+
+def test_what_users_write_imports() -> None:
+    from loom_kernel import (
+        Agent,
+        Context,
+        Envelope,
+        on_event,
+        open_runtime,
+        tool,
+        topic_matches,
+    )
+
+    for name in (Agent, Context, Envelope, on_event, open_runtime, tool, topic_matches):
+        assert callable(name)
+
+
+@pytest.mark.parametrize("name", loom_kernel.__all__)
+def test_every_public_name_exists(name: str) -> None:
+    assert getattr(loom_kernel, name) is not None
+
+
+def test_public_names_are_unique_and_sorted() -> None:
+    assert len(set(loom_kernel.__all__)) == len(loom_kernel.__all__)
+    assert loom_kernel.__all__ == sorted(loom_kernel.__all__)
+
+
+def test_capability_is_the_tool_alias() -> None:
+    assert loom_kernel.capability is loom_kernel.tool
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(loom_kernel.__version__, str)
+
+
+@pytest.mark.parametrize("name", loom_kernel.errors.__all__)
+def test_errors_are_loom_errors(name: str) -> None:
+    error = getattr(loom_kernel.errors, name)
+    assert issubclass(error, loom_kernel.errors.LoomError)
+
+
+def test_error_module_names() -> None:
+    from loom_kernel.errors import (
+        BusError,
+        ConfigError,
+        LLMError,
+        LoomError,
+        LoomTimeoutError,
+        ProtocolError,
+        RemoteError,
+        RequestTimeout,
+        ToolError,
+        TopicError,
+    )
+
+    for error in (BusError, ConfigError, LLMError, ProtocolError, RemoteError, ToolError):
+        assert issubclass(error, LoomError)
+    assert issubclass(TopicError, ValueError)
+    assert issubclass(ProtocolError, ValueError)
+    assert issubclass(LoomTimeoutError, TimeoutError)
+    assert issubclass(RequestTimeout, LoomTimeoutError)
+
+
+def test_top_level_errors_are_the_errors_module_classes() -> None:
+    for name in loom_kernel.errors.__all__:
+        if name in loom_kernel.__all__:
+            assert getattr(loom_kernel, name) is getattr(loom_kernel.errors, name)
+
+
+@pytest.mark.parametrize("module_name", KERNEL_MODULES)
+def test_module_all_names_exist(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module_name}.__all__ lists missing {name!r}"

@@ -173,7 +173,7 @@ class Dashboard:
     async def subscribe(self, rt: Runtime) -> None:
         """Subscribe before the agents start, so their first heartbeat is seen."""
         for pattern in self.PATTERNS:
-            sub = await rt.subscribe(pattern, qos="realtime", maxsize=1_000)
+            sub = await rt.subscribe(pattern, qos="realtime", mailbox_size=1_000)
             self._subscriptions.append(sub)
 
     async def show(self, live: Live, stop: asyncio.Event) -> None:

@@ -29,7 +29,7 @@ from .bus import BusAddress
 from .envelope import Envelope, decode_frames, encode_frames, new_id
 from .errors import BusError, ProtocolError
 from .qos import Mailbox, MailboxClosed, MailboxStatistics, make_mailbox
-from .topics import Pattern, compile_pattern, validate_topic
+from .topics import Pattern, compile_pattern
 
 __all__ = ["BusClient", "ClientStatistics", "Subscription"]
 
@@ -433,12 +433,7 @@ class BusClient:
         self._delivered += len(subs)
 
     def _route(self, topic: str) -> tuple[Subscription, ...]:
-        try:
-            validate_topic(topic)
-        except Exception:
-            subs: tuple[Subscription, ...] = ()
-        else:
-            subs = tuple(s for s in self._subs if s.pattern.matches(topic))
+        subs = tuple(s for s in self._subs if s.pattern.matches(topic))
         if len(self._routes) >= _ROUTE_CACHE_LIMIT:
             self._routes.clear()
         self._routes[topic] = subs

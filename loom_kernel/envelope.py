@@ -17,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from .errors import ProtocolError
+from .errors import ProtocolError, TopicError
+from .topics import validate_topic
 
 __all__ = [
     "CONTENT_BYTES",
@@ -70,12 +71,12 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
         traceparent / tracestate: W3C trace context.
         content_type: how ``payload`` is encoded.
         headers: free-form string headers for extensions.
-        v: protocol version of the header it arrived in.
+        v: protocol version of the header it arrived in (0: built locally, not received).
     """
 
     topic: str = ""
     data: Any = None
-    v: int = PROTOCOL_VERSION
+    v: int = 0
     payload: bytes = b""
     id: str = ""
     type: str = "event"
@@ -100,7 +101,9 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     @property
     def expired(self) -> bool:
         """True when the event's TTL has run out."""
-        return self.ttl_ms > 0 and time.time_ns() > self.ts + self.ttl_ms * 1_000_000
+        return (
+            self.ttl_ms > 0 and self.ts > 0 and time.time_ns() > self.ts + self.ttl_ms * 1_000_000
+        )
 
 
 class _Header(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -210,15 +213,19 @@ def decode_frames(frames: list[bytes]) -> Envelope:
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"bad header: {exc}") from None
     if env.v != PROTOCOL_VERSION:
+        if env.v == 0:
+            raise ProtocolError('bad header: missing required field "v" (the protocol version, 1)')
         raise ProtocolError(
             f"unsupported protocol version {env.v}: this Loom speaks version {PROTOCOL_VERSION}"
         )
     if not env.id:
         raise ProtocolError("bad header: missing required field 'id'")
     try:
-        env.topic = topic_bytes.decode()
+        env.topic = validate_topic(topic_bytes.decode())
     except UnicodeDecodeError:
         raise ProtocolError("topic frame is not UTF-8") from None
+    except TopicError as exc:
+        raise ProtocolError(f"bad topic frame: {exc}") from None
     env.payload = payload
     env.data = decode_data(payload, env.content_type)
     return env

@@ -150,7 +150,8 @@ class AgentRunner:
             first: Envelope = item[0] if isinstance(item, list) else item
             started = time.monotonic()
             self._active[key] = started
-            latency.record((time.time_ns() - first.ts) / 1e9)
+            if first.ts:  # a foreign publisher may leave it out
+                latency.record((time.time_ns() - first.ts) / 1e9)
             token = current_event.set(first)
             try:
                 await handler(item, ctx)

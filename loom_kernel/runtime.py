@@ -156,13 +156,13 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        for runner in reversed(list(self._runners.values())):
-            await runner.stop()
-            self._publish_heartbeat(runner)
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
+        for runner in reversed(list(self._runners.values())):
+            await runner.stop()
+            self._publish_heartbeat(runner)
         if self._context is not None:
             await self._context._close_subscriptions()
         if self.client is not None:

@@ -61,9 +61,10 @@ def _header(**fields: object) -> bytes:
 def test_round_trip_keeps_every_field() -> None:
     env = _full_envelope({"price": 64000.5, "tags": ["spot"], "ok": True, "none": None})
     decoded = decode_frames(encode_frames(env))
-    assert decoded == env
+    assert decoded.v == PROTOCOL_VERSION  # the version of the header it arrived in
     for field in msgspec.structs.fields(Envelope):
-        assert getattr(decoded, field.name) == getattr(env, field.name), field.name
+        if field.name != "v":
+            assert getattr(decoded, field.name) == getattr(env, field.name), field.name
 
 
 def test_frames_are_topic_header_payload() -> None:
@@ -185,10 +186,14 @@ MALFORMED = {
     "headers not str values": [b"a.b", _header(headers={"k": 1}), b""],
     "v not an int": [b"a.b", _header(v="1"), b""],
     "missing id": [b"a.b", json.dumps({"v": PROTOCOL_VERSION}).encode(), b""],
+    "missing v": [b"a.b", b'{"id": "e-1"}', b""],
     "empty id": [b"a.b", _header(id=""), b""],
     "version 2": [b"a.b", _header(v=2), b""],
     "version 0": [b"a.b", _header(v=0), b""],
     "topic not UTF-8": [b"a.\xff\xfe", _header(), b""],
+    "topic with empty segment": [b"a..b", _header(), b""],
+    "topic with wildcard": [b"a.*", _header(), b""],
+    "topic empty": [b"", _header(), b""],
     "payload not JSON": [b"a.b", _header(), b"{oops"],
     "payload truncated JSON": [b"a.b", _header(), b'{"a": 1'],
     "text payload not UTF-8": [b"a.b", _header(content_type=CONTENT_TEXT), b"\xff"],

@@ -185,7 +185,8 @@ def _marked(cls: type, attribute: str) -> list[tuple[str, Any]]:
 
 
 def _kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    # HTTPAgent -> http-agent, DataAgent -> data-agent
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
 
 
 def overrides(agent: Agent, hook: str) -> bool:

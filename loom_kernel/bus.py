@@ -134,6 +134,7 @@ class Broker:
             for address in self._requested:
                 self.addresses.append(_bind_pair(xsub, xpub, address))
         except BusError:
+            self.addresses = []
             for sock in (xsub, xpub, control_server):
                 sock.close(0)
             raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ class BusClient:
         hwm: int = 100_000,
     ):
         self.address = address
-        self.client_id = f"{name}-{new_id().split('-')[0][:6]}{id(self) % 0xFFFF:04x}"
+        self.client_id = f"{name}-{os.urandom(5).hex()}"
         # Replies come to per-owner inboxes under one subscribed prefix.
         self._inbox_prefix = f"{REPLY_PREFIX}{self.client_id}."
         sync_ctx = context or zmq.Context.instance()
@@ -284,7 +285,11 @@ class BusClient:
         self._subs.append(sub)
         self._routes.clear()
         self._add_prefix(compiled.prefix)
-        await self._probe(timeout, what=f"subscribe {pattern!r}")
+        try:
+            await self._probe(timeout, what=f"subscribe {pattern!r}")
+        except BaseException:
+            await self.unsubscribe(sub)
+            raise
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
@@ -297,6 +302,13 @@ class BusClient:
             self._subs.remove(sub)
             self._routes.clear()
             self._remove_prefix(sub.pattern.prefix)
+            # Events missed while nobody here listened are not losses: forget where those
+            # streams were, so the next event starts them afresh.
+            self._last_seq = {
+                key: seq
+                for key, seq in self._last_seq.items()
+                if any(s.pattern.matches(key[1]) for s in self._subs)
+            }
 
     def _add_prefix(self, prefix: str) -> None:
         count = self._prefix_refs.get(prefix, 0)

@@ -140,10 +140,16 @@ async def fan_in(
     got: dict[str, Envelope] = {}
     events: list[Envelope] = []
     queue: asyncio.Queue[tuple[str, Envelope]] = asyncio.Queue()
+    failures: asyncio.Queue[Exception] = asyncio.Queue()
 
     async def pump(pattern: str, sub: Any) -> None:
         async for event in sub:
-            if where is None or where(event):
+            try:
+                keep = where is None or where(event)
+            except Exception as exc:  # the caller's filter failed: surface it, don't hang
+                failures.put_nowait(exc)
+                return
+            if keep:
                 queue.put_nowait((pattern, event))
 
     pumps = [asyncio.create_task(pump(p, s)) for p, s in zip(patterns, subs, strict=True)]
@@ -156,10 +162,19 @@ async def fan_in(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                pattern, event = await asyncio.wait_for(queue.get(), remaining)
-            except TimeoutError:
+            getter = asyncio.ensure_future(queue.get())
+            failed = asyncio.ensure_future(failures.get())
+            done, _ = await asyncio.wait(
+                {getter, failed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in (getter, failed):
+                if waiter not in done:
+                    waiter.cancel()
+            if failed in done:
+                raise failed.result()
+            if getter not in done:
                 break
+            pattern, event = getter.result()
             if first is None:
                 if pattern in got:
                     continue

@@ -117,6 +117,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoomConfig:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text ({exc.reason}): save it as UTF-8", path=str(file)
+        ) from None
     return parse_config(raw, path=file)
 
 

@@ -98,7 +98,7 @@ class Context:
         if parent is not None:
             hops = parent.hops + 1
             thread_id = thread_id or parent.thread_id or parent.id
-            if hops > self.runtime.config.runtime.max_hops:
+            if count and hops > self.runtime.config.runtime.max_hops:
                 raise LoomError(
                     f"{self.agent_id} emitted {topic!r} at hop {hops}, past [runtime] max_hops = "
                     f"{self.runtime.config.runtime.max_hops}: agents are probably answering "

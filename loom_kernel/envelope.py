@@ -43,6 +43,15 @@ _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)
 
 
+def _reseed_ids() -> None:
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX = os.urandom(6).hex()
+    _id_counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_ids)  # a forked child must not repeat its parent's ids
+
+
 def new_id() -> str:
     """A new id, unique across processes: ``<12 random hex digits>-<hex counter>``."""
     return f"{_ID_PREFIX}-{next(_id_counter):x}"

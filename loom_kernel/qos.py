@@ -179,9 +179,9 @@ def make_mailbox(
 ) -> Mailbox:
     """Build the mailbox for a QoS name; raises ``ValueError`` naming the valid ones."""
     if qos == "realtime":
-        return RealtimeMailbox(maxsize or 10_000)
+        return RealtimeMailbox(10_000 if maxsize is None else maxsize)
     if qos == "reliable":
-        return Mailbox(maxsize or 1_000_000)
+        return Mailbox(1_000_000 if maxsize is None else maxsize)
     if qos == "batched":
-        return BatchedMailbox(maxsize or 1_000_000, max_size, max_delay)
+        return BatchedMailbox(1_000_000 if maxsize is None else maxsize, max_size, max_delay)
     raise ValueError(f"unknown qos {qos!r}: use one of {', '.join(QOS_NAMES)}")

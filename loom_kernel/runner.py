@@ -107,6 +107,7 @@ class AgentRunner:
         if overrides(agent, "run"):
             self._spawn(loop, self._run_body(), "run")
         self._state = "running"
+        self._last_activity = time.monotonic()  # just started counts as activity
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any, what: str) -> None:
         self._tasks.append(loop.create_task(coro, name=f"loom:{self.agent.id}:{what}"))

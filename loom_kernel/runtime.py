@@ -104,7 +104,7 @@ class Runtime:
                     joined = await self._try_join_running()
                 if not joined:
                     await self._embed(hwm)
-        self._context = Context(self, f"runtime-{os.getpid()}")
+        self._context = Context(self, self.client.client_id)
         self._beat = asyncio.get_running_loop().create_task(
             self._heartbeat(), name="loom:heartbeat"
         )
@@ -194,6 +194,8 @@ class Runtime:
                 raise LoomError(
                     f"an agent with id {agent.id!r} is already running: give each agent its own id"
                 )
+            if existing is not None:
+                await existing.stop()  # a failed one may still hold subscriptions
             runner = AgentRunner(self, agent)
             self._runners[agent.id] = runner
             await runner.start()

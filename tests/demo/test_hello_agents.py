@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import re
-import selectors
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -83,17 +84,31 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path):
 
 
 def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float) -> None:
-    """Read the child's stdout until a line contains ``text``; fail after ``timeout`` s."""
+    """Read the child's stdout until a line contains ``text``; fail after ``timeout`` s.
+
+    A reader thread hands lines over: select() on a buffered text pipe can miss a line
+    already read into Python's buffer.
+    """
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(deadline - time.monotonic()):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+
+    def pump() -> None:
+        for line in iter(stdout.readline, ""):
+            lines.put(line)
             if text in line:
                 return
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if not line:
+            break
+        if text in line:
+            return
     raise AssertionError(f"the demo never printed {text!r} (exit code {proc.poll()})")

@@ -252,6 +252,16 @@ async def test_fan_in_where_keeps_only_matching_events(rt: Runtime):
     assert sorted(d["n"] for d in result.data) == [3, 4]
 
 
+async def test_an_exception_in_where_propagates_out_of_fan_in(rt: Runtime):
+    def needs_symbol(event):
+        return event.data["symbol"] == "BTC"  # KeyError on events without a symbol
+
+    task = await start_fan_in(rt, ["sig.trend.*"], where=needs_symbol, timeout=2.0)
+    await rt.emit("sig.trend.BTC", {"price": 1})
+    with pytest.raises(KeyError, match="symbol"):
+        await asyncio.wait_for(task, WAIT)
+
+
 async def test_fan_in_closes_its_subscriptions(rt: Runtime):
     task = await start_fan_in(rt, ["sig.only.*"], timeout=WAIT)
     await rt.emit("sig.only.x", 1)

@@ -156,7 +156,10 @@ async def test_fan_out_gathers_replies_from_both_processes(rt: Runtime, spawn):
     )
     assert not listed.complete
     assert listed.missing == ["child.missing"]
-    assert sorted(map(str, listed.data)) == sorted(map(str, [{"echo": "x", "pid": child.pid}, 8]))
+    assert {e.source: e.data for e in listed.events} == {
+        "child-echo": {"echo": "x", "pid": child.pid},
+        "parent-doubler": 8,
+    }
 
 
 async def test_three_agents_in_two_processes_share_one_workflow(rt: Runtime, spawn):

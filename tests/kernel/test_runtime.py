@@ -506,6 +506,43 @@ async def test_an_agent_whose_run_raised_is_failed(fast_rt: Runtime):
     assert fast_rt.status("feed") == "failed"  # stopping does not hide that it failed
 
 
+class CrashingFeed(Agent):
+    """Its ``run()`` fails when told to; its handler keeps serving meanwhile."""
+
+    def __init__(self, agent_id: str = "feed"):
+        super().__init__(agent_id)
+        self.crash = asyncio.Event()
+        self.stopped = False
+
+    @on_event("feed.ping")
+    async def ping(self, event, ctx):
+        await ctx.emit("feed.pong", id(self))
+
+    async def run(self, ctx):
+        await self.crash.wait()
+        raise ConnectionError("feed lost")
+
+    async def on_stop(self, ctx):
+        self.stopped = True
+
+
+async def test_starting_over_an_agent_whose_run_failed_replaces_it_entirely(rt: Runtime):
+    old, new = CrashingFeed(), CrashingFeed()
+    await rt.start(old)
+    old.crash.set()
+    await wait_until(lambda: rt.status("feed") == "failed")
+
+    await rt.start(new)  # the id of a failed agent may be reused...
+
+    # ...but the failed instance must not keep handling events beside its replacement.
+    feed_subs = [s for s in rt.client.statistics().subscriptions if s["owner"] == "feed"]
+    assert [s["pattern"] for s in feed_subs] == ["feed.ping"]
+    assert old.stopped, "the failed instance was never stopped"
+    pongs = await rt.subscribe("feed.pong")
+    await rt.emit("feed.ping")
+    assert (await next_event(pongs)).data == id(new)
+
+
 # -- statistics ----------------------------------------------------------------------
 
 
@@ -527,9 +564,7 @@ async def test_statistics_snapshot_of_client_agents_and_broker(rt: Runtime):
     assert (fragile.handled, fragile.errors, fragile.emitted) == (2, 1, 1)
     assert fragile.queue_depth == 0
     assert fragile.handler_p99_ms >= fragile.handler_p50_ms >= 0
-    assert {"client_id", "published", "received", "delivered", "subscriptions"} <= set(
-        stats.client
-    )
+    assert {"client_id", "published", "received", "delivered", "subscriptions"} <= set(stats.client)
     assert stats.client["published"] > 0
     assert stats.broker is not None
     assert set(stats.broker) == {"frames_in", "bytes_in", "frames_out", "bytes_out"}
@@ -671,6 +706,15 @@ async def test_bus_argument_joins_an_explicit_url(project: Path, tmp_path: Path)
     assert not (tmp_path / "elsewhere" / ".loom" / "bus.json").exists()
 
 
+async def test_bus_argument_joins_a_default_embedded_bus_by_its_url(rt: Runtime, tmp_path: Path):
+    # An embedded bus binds adjacent ports P and P+1, so its publish url names the whole bus.
+    elsewhere = write_config(tmp_path / "elsewhere", '[bus]\nmode = "embedded"\n')
+    await rt.start(Doubler("doubler"))
+    async with open_runtime(elsewhere, bus=rt.address.publish) as joined:
+        assert joined.address == rt.address
+        assert (await joined.request("math.double", 6)).data == 12
+
+
 async def test_connect_mode_with_no_bus_running_raises_bus_error(project: Path):
     config = write_config(project, '[bus]\nmode = "connect"\n')
     with pytest.raises(BusError, match=r"no bus .* and \[bus\] url is unset") as info:
@@ -692,7 +736,7 @@ async def test_connect_mode_with_a_silent_url_raises_bus_error(project: Path):
 
 async def test_connect_mode_joins_a_running_bus_by_url(project: Path, tmp_path: Path):
     url = f"tcp://127.0.0.1:{free_port()}"
-    host = write_config(project, f'[bus]\nurl = "{url}"\n')
+    host = write_config(project, f'[bus]\nmode = "embedded"\nurl = "{url}"\n')
     client = write_config(tmp_path / "client", f'[bus]\nmode = "connect"\nurl = "{url}"\n')
     async with open_runtime(host) as rt, open_runtime(client) as joined:
         assert rt.embedded and not joined.embedded

@@ -15,9 +15,23 @@ pytestmark = pytest.mark.multiprocess
 
 def test_bench_json_has_the_documented_shape(project: Path) -> None:
     result = subprocess.run(
-        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--json", "--quick",
-         "--count", "20000", "--duration", "0.5"],
-        cwd=project, env=python_env(), capture_output=True, text=True, timeout=120,
+        [
+            PYTHON,
+            "-m",
+            "loom_kernel.cli.app",
+            "bench",
+            "--json",
+            "--quick",
+            "--count",
+            "20000",
+            "--duration",
+            "0.5",
+        ],
+        cwd=project,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -38,7 +52,11 @@ def test_bench_json_has_the_documented_shape(project: Path) -> None:
 def test_bench_table_output(project: Path) -> None:
     result = subprocess.run(
         [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--count", "5000", "--duration", "0.2"],
-        cwd=project, env=python_env(), capture_output=True, text=True, timeout=120,
+        cwd=project,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Throughput" in result.stdout and "p99 ms" in result.stdout

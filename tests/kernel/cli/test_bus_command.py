@@ -30,7 +30,7 @@ def start_bus(project: Path, *extra: str) -> subprocess.Popen[str]:
 async def wait_for_file(path: Path, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not path.exists():
+    while not path.exists():  # noqa: ASYNC240 - a stat, polled with a bound
         if loop.time() > deadline:
             raise TimeoutError(f"{path} did not appear within {timeout} s")
         await asyncio.sleep(0.02)
@@ -64,7 +64,7 @@ async def test_runtimes_join_a_standalone_bus_by_discovery(project: Path) -> Non
             assert (await stats.get(timeout=5)).data["frames_in"] > 0
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "loom bus stopped" in err
     assert not (project / ".loom" / "bus.json").exists()
@@ -74,9 +74,14 @@ async def test_second_bus_in_the_same_project_is_refused(project: Path) -> None:
     proc = start_bus(project, "--url", f"tcp://127.0.0.1:{free_port()}")
     try:
         await wait_for_file(project / ".loom" / "bus.json")
-        second = subprocess.run(
+        second = await asyncio.to_thread(
+            subprocess.run,
             [PYTHON, "-m", "loom_kernel.cli.app", "bus", "--url", f"tcp://127.0.0.1:{free_port()}"],
-            cwd=project, env=python_env(), capture_output=True, text=True, timeout=30,
+            cwd=project,
+            env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert second.returncode == 1
         assert "a bus already runs" in second.stderr
@@ -88,7 +93,11 @@ async def test_second_bus_in_the_same_project_is_refused(project: Path) -> None:
 def test_bad_bus_url_is_a_clear_error(project: Path) -> None:
     result = subprocess.run(
         [PYTHON, "-m", "loom_kernel.cli.app", "bus", "--url", "udp://nowhere"],
-        cwd=project, env=python_env(), capture_output=True, text=True, timeout=30,
+        cwd=project,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert "unknown transport 'udp'" in result.stderr

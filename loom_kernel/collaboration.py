@@ -239,7 +239,7 @@ class ContractResult:
         bids: every bid received (``bid.data`` = ``{"score": ..., "data": ...}``).
         awarded: the winning bids, best first.
         results: the winners' replies to their award, in arrival order.
-        complete: True when every winner replied in time.
+        complete: True when there was a winner and every winner replied in time.
     """
 
     bids: list[Envelope]
@@ -317,7 +317,8 @@ async def contract_net(
     finally:
         for winner in awarded:
             client.forget(ctx.inbox, winner.id)
-    return ContractResult(bids, awarded, results, complete=len(results) == len(awarded))
+    complete = bool(awarded) and len(results) == len(awarded)  # no bids: nothing completed
+    return ContractResult(bids, awarded, results, complete=complete)
 
 
 async def bid(

@@ -224,6 +224,11 @@ class AgentRunner:
     # -- status ----------------------------------------------------------------------
 
     @property
+    def active(self) -> bool:
+        """True until the agent is stopped (a failed agent stays active until stopped)."""
+        return bool(self._tasks) or self._state == "running"
+
+    @property
     def status(self) -> str:
         """``running``, ``idle``, ``stalled``, ``stopped`` or ``failed``, from what it does."""
         if self._state != "running":

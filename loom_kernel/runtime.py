@@ -264,7 +264,7 @@ class Runtime:
             await asyncio.sleep(interval)
             try:
                 for runner in self._runners.values():
-                    if runner.status != "stopped":
+                    if runner.active:
                         self._publish_heartbeat(runner)
                 client = self.client.statistics()
                 self.context._publish(

@@ -173,6 +173,9 @@ def test_broker_cannot_start_twice(broker: Broker) -> None:
 async def test_statistics_count_frames(broker: Broker) -> None:
     async with BusClient(broker.addresses[0]) as client:
         sub = await client.subscribe("stats.*")
+        # subscribe() may have sent its probe more than once: let every copy pass first.
+        client.publish(Envelope(topic="stats.barrier"))
+        await sub.get(timeout=5)
         before = broker.statistics()
         events = 25
         for n in range(events):

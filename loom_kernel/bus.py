@@ -208,7 +208,10 @@ def _bind_pair(xsub: zmq.Socket, xpub: zmq.Socket, address: BusAddress) -> BusAd
         return BusAddress(_bind(xsub, address.publish), _bind(xpub, address.subscribe))
     host = address.publish[len("tcp://") : -len(":0")]
     for _ in range(100):
-        port = xsub.bind_to_random_port(f"tcp://{host}", min_port=20_000, max_port=64_000)
+        try:
+            port = xsub.bind_to_random_port(f"tcp://{host}", min_port=20_000, max_port=64_000)
+        except zmq.ZMQError as exc:
+            raise BusError(f"cannot bind the bus on {host}: {exc}") from None
         try:
             xpub.bind(f"tcp://{host}:{port + 1}")
         except zmq.ZMQError:

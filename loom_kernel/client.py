@@ -39,6 +39,7 @@ PROBE_PREFIX = "loom.probe."
 REPLY_PREFIX = "loom.reply."
 _DRAIN_BATCH = 512
 _ROUTE_CACHE_LIMIT = 50_000
+_SEQ_TRACK_LIMIT = 200_000  # (source, topic) streams remembered for gap detection
 
 
 @dataclass(frozen=True)
@@ -431,6 +432,8 @@ class BusClient:
         if env.seq:
             key = (env.source, topic)
             last = self._last_seq.get(key)
+            if last is None and len(self._last_seq) >= _SEQ_TRACK_LIMIT:
+                self._last_seq.clear()  # bounded memory; streams restart their gap check
             self._last_seq[key] = env.seq
             if last is not None and env.seq > last + 1:
                 self._note_gap(env, env.seq - last - 1)

@@ -151,9 +151,11 @@ def _compile_cached(text: str) -> Pattern:
 def topic_matches(pattern: str, topic: str) -> bool:
     """True when ``topic`` is delivered to a subscription on ``pattern``.
 
+    Raises :class:`TopicError` when either is invalid.
+
     >>> topic_matches("market.price.*", "market.price.BTC.spot")
     True
     >>> topic_matches("market.price.BTC", "market.price.BTCUSD")
     False
     """
-    return compile_pattern(pattern).matches(topic)
+    return compile_pattern(pattern).matches(validate_topic(topic))

@@ -255,3 +255,9 @@ def test_trailing_wildcard_matches_every_extension(topic: str) -> None:
     assert topic_matches(topic + ".*", topic + ".x")
     assert topic_matches(topic + ".*", topic + ".x.y")
     assert not topic_matches(topic + ".*", topic)
+
+
+@pytest.mark.parametrize("topic", ["market.price.", "market..price", "market.price.*", ""])
+def test_topic_matches_rejects_an_invalid_topic(topic: str) -> None:
+    with pytest.raises(TopicError):
+        topic_matches("market.price.*", topic)

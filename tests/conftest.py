@@ -3,10 +3,11 @@ embedded buses never leak between tests running in parallel."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,16 @@ def python_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+WAIT = 5.0  # seconds: the bound of every wait for something that should happen promptly
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll ``condition`` on the loop until it holds; fails the test after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout:g} s")
+        await asyncio.sleep(0.005)

@@ -20,18 +20,7 @@ from loom_kernel import (
     on_event,
 )
 from loom_kernel.collaboration import FanInResult
-
-WAIT = 5.0  # seconds: the bound of every wait for something that should happen promptly
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll ``condition`` on the loop until it holds; fails the test after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g} s")
-        await asyncio.sleep(0.005)
+from tests.conftest import WAIT, wait_until
 
 
 class Responder(Agent):

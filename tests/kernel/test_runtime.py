@@ -25,9 +25,7 @@ from loom_kernel import (
 )
 from loom_kernel.runner import AgentStatistics
 from loom_kernel.runtime import RuntimeStatistics
-from tests.conftest import PYTHON, free_port
-
-WAIT = 5.0  # seconds: the bound of every wait for something that should happen promptly
+from tests.conftest import PYTHON, WAIT, free_port, wait_until
 
 
 async def next_event(
@@ -45,16 +43,6 @@ async def next_event(
             ) from None
         if predicate(event):
             return event
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll ``condition`` on the loop until it holds; fails the test after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g} s")
-        await asyncio.sleep(0.005)
 
 
 def write_config(folder: Path, text: str) -> Path:

@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
-__all__ = ["BusConfig", "LoomConfig", "RuntimeConfig", "find_config", "load_config"]
+__all__ = [
+    "AgentConfig",
+    "BusConfig",
+    "LLMConfig",
+    "LoomConfig",
+    "MCPServerConfig",
+    "MemoryConfig",
+    "RouterConfig",
+    "RuntimeConfig",
+    "TracingConfig",
+    "find_config",
+    "load_config",
+]
 
 CONFIG_NAME = "loom.toml"
 
@@ -70,17 +84,228 @@ class RuntimeConfig(_Section):
     )
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+
+
+class LLMConfig(BaseModel):
+    """``[llm.<name>]``: one model behind litellm.
+
+    Keys other than the ones below are passed to ``litellm.acompletion`` as they are
+    (``top_p``, ``seed``, ``stop``, ``extra_headers``...), except near-misses of a known
+    key, which are reported as typos.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str = Field(
+        description="litellm model name with its provider prefix, e.g. 'deepseek/deepseek-chat' "
+        "or 'openai/gpt-4o-mini' (an OpenAI-compatible server: 'openai/<model>' + api_base)."
+    )
+    api_base: str | None = Field(default=None, description="Base URL of the API server.")
+    api_key: str | None = Field(
+        default=None, description="The key itself (prefer api_key_env: keep secrets out of files)."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the key."
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens per completion.")
+    timeout_sec: float = Field(default=60.0, gt=0, description="Seconds before a call fails.")
+    num_retries: int = Field(
+        default=0, ge=0, description="Retries of a failed call (0: failures surface at once)."
+    )
+    json_mode: bool = Field(
+        default=True,
+        description="Ask for response_format json_object on structured calls (turn off for "
+        "servers that reject it).",
+    )
+
+    @model_validator(mode="after")
+    def _no_typos(self) -> LLMConfig:
+        known = [name for name in type(self).model_fields]
+        for extra in self.model_extra or {}:
+            near = difflib.get_close_matches(extra, known, n=1, cutoff=0.8)
+            if near:
+                raise ValueError(
+                    f"unknown key {extra!r}: did you mean {near[0]!r}? (other keys are passed "
+                    "to litellm as they are)"
+                )
+        return self
+
+    @property
+    def extra_params(self) -> dict[str, Any]:
+        """The pass-through keys, for litellm."""
+        return dict(self.model_extra or {})
+
+
+class RouterConfig(_Section):
+    """``[router]``: a litellm Router over several ``[llm.*]`` entries, as ``ctx.llm("router")``."""
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="Names of [llm.*] entries that share the load (the routing pool).",
+    )
+    strategy: Literal[
+        "simple-shuffle",
+        "least-busy",
+        "usage-based-routing",
+        "latency-based-routing",
+        "cost-based-routing",
+    ] = Field(default="simple-shuffle", description="How litellm picks a model of the pool.")
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="[llm.*] entries tried in order when every model of the pool failed.",
+    )
+    num_retries: int = Field(default=1, ge=0, description="Retries inside the pool.")
+    timeout_sec: float = Field(
+        default=60.0, gt=0, description="Seconds per call, retries included."
+    )
+
+
+class MCPServerConfig(_Section):
+    """``[mcp.<name>]``: an MCP server, over stdio (``command``) or streamable HTTP (``url``)."""
+
+    command: str | None = Field(
+        default=None,
+        description="Program to start (stdio). 'python' means the Python running Loom.",
+    )
+    args: list[str] = Field(default_factory=list, description="Its arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for the server process."
+    )
+    cwd: str | None = Field(
+        default=None, description="Working directory of the server (relative: to the project)."
+    )
+    url: str | None = Field(
+        default=None, description="Streamable-HTTP endpoint, e.g. 'http://127.0.0.1:8000/mcp'."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="HTTP headers for url servers (e.g. Authorization)."
+    )
+    timeout_sec: float = Field(default=30.0, gt=0, description="Seconds per tool call.")
+    startup_timeout_sec: float = Field(
+        default=20.0, gt=0, description="Seconds to start the server and list its tools."
+    )
+    max_restarts: int = Field(
+        default=5, ge=0, description="Restarts after crashes before the server is given up."
+    )
+    enabled: bool = Field(default=True, description="false: declared but not started.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                'set exactly one of command (a stdio server, e.g. command = "python", '
+                'args = ["-m", "mcp_server_time"]) or url (streamable HTTP, e.g. '
+                'url = "http://127.0.0.1:8000/mcp")'
+            )
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command is not None else "streamable-http"
+
+
+class AgentConfig(_Section):
+    """``[agents.<id>]``: how the project runs one agent, and its own settings."""
+
+    module: str | None = Field(
+        default=None,
+        description="Where the agent class is: 'agents.trend:TrendAgent' (module:Class).",
+    )
+    enabled: bool = Field(default=True, description="false: `loom run` skips it.")
+    group: str | None = Field(
+        default=None, description="Agents with the same group share one process under `loom run`."
+    )
+    restart: Literal["on-failure", "always", "never"] = Field(
+        default="on-failure", description="What `loom run` does when its process exits."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form settings the agent reads as ctx.settings."
+    )
+
+
+class MemoryConfig(_Section):
+    """``[memory]``: agents' short-term and long-term memory."""
+
+    path: str = Field(
+        default=".loom/memory.db",
+        description="SQLite file of long-term memory (relative: to the project folder).",
+    )
+    short_term_size: int = Field(
+        default=200, ge=1, description="Items kept in each agent's short-term memory."
+    )
+    default_ttl_sec: float | None = Field(
+        default=None, gt=0, description="Lifetime of items added without ttl (unset: forever)."
+    )
+
+
+class TracingConfig(_Section):
+    """``[tracing]``: OpenTelemetry spans for the workflows on the bus."""
+
+    enabled: bool = Field(default=True, description="false: no spans at all.")
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces kept (errors always are)."
+    )
+    capture_content: bool = Field(
+        default=False, description="Record LLM prompts and completions in spans."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="Also export over OTLP/HTTP, e.g. 'http://localhost:4318'."
+    )
+    store_path: str = Field(
+        default=".loom/traces.db", description="SQLite span store (relative: to the project)."
+    )
+    retention_hours: float = Field(
+        default=24.0, gt=0, description="Spans older than this leave the store."
+    )
+
+
 class LoomConfig(_Section):
     """The whole of ``loom.toml``."""
 
     bus: BusConfig = BusConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    llm: dict[str, LLMConfig] = Field(default_factory=dict)
+    router: RouterConfig = RouterConfig()
+    mcp: dict[str, MCPServerConfig] = Field(default_factory=dict)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    memory: MemoryConfig = MemoryConfig()
+    tracing: TracingConfig = TracingConfig()
     path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _names_and_references(self) -> LoomConfig:
+        for section in ("llm", "mcp", "agents"):
+            for name in getattr(self, section):
+                if not re.match(_NAME, name):
+                    raise ValueError(
+                        f"[{section}.{name}]: bad name {name!r}: use letters, digits, '_' and '-'"
+                    )
+        if "router" in self.llm:
+            raise ValueError(
+                "[llm.router]: 'router' is the name of the [router] section's models; "
+                "rename this entry"
+            )
+        for key in ("models", "fallbacks"):
+            for name in getattr(self.router, key):
+                if name not in self.llm:
+                    known = ", ".join(self.llm) or "none yet"
+                    raise ValueError(
+                        f"[router] {key} names {name!r}, which is not an [llm.*] entry "
+                        f"(declared: {known}): add [llm.{name}] or fix the name"
+                    )
+        return self
 
     @property
     def project_dir(self) -> Path:
         """The folder holding ``loom.toml`` (the working directory when there is none)."""
         return self.path.parent if self.path else Path.cwd()
+
+    def project_path(self, relative: str | os.PathLike[str]) -> Path:
+        """A path of the project: relative paths are taken from the project folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.project_dir / path
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -136,20 +361,35 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> LoomConfig
 def _config_error(exc: ValidationError, path: Path | None) -> ConfigError:
     first = exc.errors()[0]
     loc = [str(part) for part in first["loc"]]
-    key = ".".join(loc)
+    file = str(path) if path else None
     if first["type"] == "extra_forbidden":
-        model: type[BaseModel] = LoomConfig
-        for part in loc[:-1]:
-            field = model.model_fields.get(part)
-            annotation = field.annotation if field else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
-        valid = [name for name in model.model_fields if name != "path"]
+        model = _model_at(loc[:-1])
+        valid = [name for name in model.model_fields if model is not LoomConfig or name != "path"]
         near = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
         section = ".".join(loc[:-1])
         where = f"[{section}]" if section else "the top level"
-        message = f"unknown key {loc[-1]!r} in {where}: {hint}"
-        return ConfigError(message, path=str(path) if path else None)
-    message = f"{key} = {first.get('input')!r}: {first['msg']}"
-    return ConfigError(message, path=str(path) if path else None)
+        return ConfigError(f"unknown key {loc[-1]!r} in {where}: {hint}", path=file)
+    if first["type"] == "value_error":
+        message = str(first["msg"]).removeprefix("Value error, ")
+        section = ".".join(loc)
+        return ConfigError(f"[{section}] {message}" if section else message, path=file)
+    if first["type"] == "missing":
+        section, key = ".".join(loc[:-1]), loc[-1]
+        return ConfigError(f"[{section}] has no {key!r}: add `{key} = ...`", path=file)
+    return ConfigError(f"{'.'.join(loc)} = {first.get('input')!r}: {first['msg']}", path=file)
+
+
+def _model_at(loc: list[str]) -> type[BaseModel]:
+    """The settings class a location points into (skipping the names of dict sections)."""
+    model: type[BaseModel] = LoomConfig
+    parts = iter(loc)
+    for part in parts:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+            next(parts, None)  # the entry's name: [llm.<name>]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model

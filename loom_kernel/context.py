@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import collaboration
 from .envelope import Envelope, encode_data, new_id
-from .errors import LoomError, RemoteError, RequestTimeout, ToolError
+from .errors import LoomError, RemoteError, RequestTimeout
 from .topics import validate_topic
 
 if TYPE_CHECKING:
     from .client import BusClient, Subscription
+    from .llm import LLMProvider
+    from .memory import Memory
     from .runtime import Runtime
 
 __all__ = ["Context", "current_event"]
@@ -68,10 +70,49 @@ class Context:
         self.emitted = 0
         self.last_emit = 0.0
         self._subscriptions: list[Subscription] = []
+        self._llms: dict[str, LLMProvider] = {}
+        self._memory: Memory | None = None
 
     @property
     def client(self) -> BusClient:
         return self.runtime.client
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """This agent's ``[agents.<id>.settings]`` from ``loom.toml`` (empty if none)."""
+        entry = self.runtime.config.agents.get(self.agent_id)
+        return dict(entry.settings) if entry else {}
+
+    # -- capabilities: memory and LLMs -----------------------------------------------
+
+    @property
+    def memory(self) -> Memory:
+        """This agent's memory: short-term items in process, long-term in the project's
+        SQLite store (``[memory] path``), shared by every process. See docs/memory.md."""
+        if self._memory is None:
+            from .memory import Memory
+
+            settings = self.runtime.config.memory
+            self._memory = Memory(
+                self.runtime.memory_store,
+                self.agent_id,
+                short_term_size=settings.short_term_size,
+                default_ttl=settings.default_ttl_sec,
+            )
+        return self._memory
+
+    def llm(self, name: str) -> LLMProvider:
+        """The model ``[llm.<name>]`` of ``loom.toml`` (or ``"router"`` for ``[router]``).
+
+        Raises:
+            LLMError: no such entry; the message shows what to add.
+        """
+        provider = self._llms.get(name)
+        if provider is None:
+            from .llm import LLMProvider
+
+            provider = self._llms[name] = LLMProvider.from_name(self, name)
+        return provider
 
     # -- publishing ------------------------------------------------------------------
 
@@ -190,28 +231,29 @@ class Context:
     # -- tools -----------------------------------------------------------------------
 
     async def tool(
-        self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Any:
-        """Call a tool served by any agent on the bus; returns its result.
+        """Call a tool: an agent's ``@tool`` in any process, or an MCP server's tool.
+
+        ``name`` is the tool's name, or ``<server>.<tool>`` for a server declared as
+        ``[mcp.<server>]`` in ``loom.toml`` (started on first use). Returns the tool's
+        result: an agent tool's return value; an MCP tool's structured content, else
+        its text.
+
+        Args:
+            timeout: seconds to wait (default 10 s for agent tools, ``[mcp.*] timeout_sec``
+                for MCP tools).
 
         Raises:
-            ToolError: nobody serves ``name`` (timeout) or the tool failed.
+            ToolError: no such tool, wrong arguments (the message names the field), or
+                the tool failed.
+            ToolTimeout: no answer in time (also a ``ToolError`` and a ``TimeoutError``).
         """
-        if args is not None and not isinstance(args, dict):
-            raise ToolError(
-                f"tool {name!r}: args must be a dict of argument names, got {type(args).__name__}"
-            )
-        topic = TOOL_PREFIX + name
-        try:
-            reply = await self.request(topic, args or {}, timeout=timeout)
-        except RequestTimeout:
-            raise ToolError(
-                f"tool {name!r} did not answer within {timeout:g} s: is an agent serving it "
-                "running? (`rt.tools()` lists what is callable)"
-            ) from None
-        except RemoteError as exc:
-            raise ToolError(f"tool {name!r} failed: {exc.remote_message}") from None
-        return reply.data
+        return await self.runtime.actions.call(self, name, args, timeout=timeout)
 
     # -- subscriptions ---------------------------------------------------------------
 

@@ -12,12 +12,14 @@ __all__ = [
     "BusError",
     "ConfigError",
     "LLMError",
+    "LLMTimeout",
     "LoomError",
     "LoomTimeoutError",
     "ProtocolError",
     "RemoteError",
     "RequestTimeout",
     "ToolError",
+    "ToolTimeout",
     "TopicError",
 ]
 
@@ -88,3 +90,11 @@ class RemoteError(LoomError):
         self.source = source
         self.error_type = error_type
         self.remote_message = f"{error_type}: {message}"
+
+
+class ToolTimeout(ToolError, LoomTimeoutError):
+    """A tool (an agent's or an MCP server's) did not answer within its timeout."""
+
+
+class LLMTimeout(LLMError, LoomTimeoutError):
+    """An LLM call did not finish within ``timeout_sec``."""

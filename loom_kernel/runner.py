@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 import traceback
@@ -16,8 +15,9 @@ from .agent import Agent, HandlerSpec, overrides
 from .client import Subscription
 from .context import TOOL_PREFIX, Context, current_event
 from .envelope import Envelope
-from .errors import LoomError, ToolError
+from .errors import LoomError
 from .stats import LatencyRecorder
+from .tools import ToolInfo, ToolSignature
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -67,6 +67,7 @@ class AgentRunner:
         self._state = "starting"
         self._started = time.monotonic()
         self._last_activity = 0.0
+        self.tools: list[ToolInfo] = []
         self.handled = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -91,9 +92,15 @@ class AgentRunner:
                 self._spawn(loop, self._consume(spec, sub, handler), spec.name)
                 self._subs.append(sub)
             for tool_spec in agent.tools:
+                signature = ToolSignature(tool_spec.name, getattr(agent, tool_spec.method))
                 spec = HandlerSpec(TOOL_PREFIX + tool_spec.name, "reliable", tool_spec.method)
                 sub = await self.runtime.client.subscribe(spec.pattern, owner=agent.id)
-                handler = self._wrap(spec, self._tool_handler(getattr(agent, tool_spec.method)))
+                handler = self._wrap(spec, self._tool_handler(signature))
+                self.tools.append(
+                    signature.info(
+                        tool_spec.description, f"agent:{agent.id}", self.runtime.client.client_id
+                    )
+                )
                 self._spawn(loop, self._consume(spec, sub, handler), f"tool:{tool_spec.name}")
                 self._subs.append(sub)
             await agent.on_start(ctx)
@@ -167,20 +174,9 @@ class AgentRunner:
                 self._last_activity = ended
                 self.handled += len(item) if isinstance(item, list) else 1
 
-    def _tool_handler(self, method: Callable[..., Awaitable[Any]]) -> Handler:
-        signature = inspect.signature(method)
-
+    def _tool_handler(self, signature: ToolSignature) -> Handler:
         async def serve(event: Envelope, ctx: Context) -> None:
-            args = event.data if event.data is not None else {}
-            if not isinstance(args, dict):
-                raise ToolError(
-                    f"arguments must be an object of named values, got {type(args).__name__}"
-                )
-            try:
-                signature.bind(**args)
-            except TypeError as exc:
-                raise ToolError(f"bad arguments: {exc}; the tool takes {signature}") from None
-            await ctx.reply(event, await method(**args))
+            await ctx.reply(event, await signature.method(**signature.bind(event.data)))
 
         return serve
 

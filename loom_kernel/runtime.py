@@ -26,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from .actions import ActionBroker
 from .agent import Agent
 from .bus import Broker, BusAddress
 from .client import BusClient, Subscription
@@ -34,7 +35,10 @@ from .context import Context
 from .discovery import discovery_lock, read_discovery, remove_discovery, write_discovery
 from .envelope import Envelope
 from .errors import BusError, LoomError
+from .llm import LLMProvider
+from .memory import Memory, MemoryStore
 from .runner import AgentRunner, AgentStatistics, Middleware
+from .tools import ToolInfo
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime", "run"]
 
@@ -68,6 +72,8 @@ class Runtime:
         self.client: BusClient = None  # type: ignore[assignment]  # set by _open()
         self.address: BusAddress | None = None
         self.middleware: list[Middleware] = []
+        self.actions = ActionBroker(self)
+        self._memory_store: MemoryStore | None = None
         self._runners: dict[str, AgentRunner] = {}
         self._context: Context | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -105,6 +111,7 @@ class Runtime:
                 if not joined:
                     await self._embed(hwm)
         self._context = Context(self, self.client.client_id)
+        await self.actions.start(self._context)
         self._beat = asyncio.get_running_loop().create_task(
             self._heartbeat(), name="loom:heartbeat"
         )
@@ -163,6 +170,9 @@ class Runtime:
         for runner in reversed(list(self._runners.values())):
             await runner.stop()
             self._publish_heartbeat(runner)
+        await self.actions.aclose()
+        if self._memory_store is not None:
+            await self._memory_store.aclose()
         if self._context is not None:
             await self._context._close_subscriptions()
         if self.client is not None:
@@ -200,6 +210,8 @@ class Runtime:
             self._runners[agent.id] = runner
             await runner.start()
             self._publish_heartbeat(runner)
+            if runner.tools:
+                self.actions.announce(self.context)
 
     async def stop(self, agent: Agent | str) -> None:
         """Stop one agent (by instance or id); its ``on_stop`` runs first."""
@@ -238,16 +250,39 @@ class Runtime:
         return await self.context.request(topic, data, timeout=timeout)
 
     async def tool(
-        self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+        self, name: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
         """Call a tool from outside any agent; see :meth:`Context.tool`."""
         return await self.context.tool(name, args, timeout=timeout)
+
+    async def tools(self, *, timeout: float = 0.5, mcp: bool = True) -> list[ToolInfo]:
+        """Everything callable with ``tool()``: agents' tools in every process on the bus
+        (which answer within ``timeout``), then the tools of the ``[mcp.*]`` servers
+        (started to list them; ``mcp=False`` leaves them out), each with its schemas."""
+        return await self.actions.tools(self.context, timeout=timeout, mcp=mcp)
 
     async def subscribe(
         self, pattern: str, *, qos: str = "reliable", **options: Any
     ) -> Subscription:
         """Subscribe from outside any agent; the subscription is live when this returns."""
         return await self.context.subscribe(pattern, qos=qos, **options)
+
+    @property
+    def memory_store(self) -> MemoryStore:
+        """The project's long-term memory (``[memory] path``), opened on first use."""
+        if self._memory_store is None:
+            path = self.config.project_path(self.config.memory.path)
+            self._memory_store = MemoryStore(path)
+        return self._memory_store
+
+    def llm(self, name: str) -> LLMProvider:
+        """An LLM provider from ``loom.toml``, for code outside agents; see :meth:`Context.llm`."""
+        return self.context.llm(name)
+
+    @property
+    def memory(self) -> Memory:
+        """Memory of code outside agents (agent id: the runtime's client id)."""
+        return self.context.memory
 
     # -- statistics and heartbeats ---------------------------------------------------
 

@@ -1,0 +1,258 @@
+"""The action broker: one way to call every tool, wherever it lives.
+
+``ctx.tool(name, args)`` reaches
+
+- an ``@tool`` of an agent in any process, by a request on ``loom.tool.<name>``;
+- a tool of an MCP server declared as ``[mcp.<server>]`` in ``loom.toml``, by its
+  qualified name ``<server>.<tool>`` (always), by its bare name when exactly one server
+  has it and no agent of this process serves it (a collision asks for the qualified
+  name), or by the server's name when the server has a single tool.
+
+Every runtime answers ``loom.tools.query`` with its agents' tools, so
+:meth:`ActionBroker.tools` lists what the whole bus can call, MCP tools included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .context import TOOL_PREFIX
+from .errors import LoomError, RemoteError, RequestTimeout, ToolError, ToolTimeout
+from .mcp_servers import MCPServer
+from .stats import LatencyRecorder
+from .tools import ToolInfo
+
+if TYPE_CHECKING:
+    from .client import Subscription
+    from .context import Context
+    from .runtime import Runtime
+
+__all__ = ["ActionBroker", "ToolStatistics"]
+
+log = logging.getLogger("loom.tools")
+QUERY_TOPIC = "loom.tools.query"
+CHANGED_TOPIC = "loom.tools.changed"
+AGENT_TOOL_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ToolStatistics:
+    """Calls made from this process to one tool."""
+
+    name: str
+    calls: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.latency = LatencyRecorder()
+
+
+class ActionBroker:
+    """Resolves and calls tools for one runtime; owns its MCP server connections."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        project = runtime.config.project_dir
+        self.servers: dict[str, MCPServer] = {
+            name: MCPServer(name, settings, project)
+            for name, settings in runtime.config.mcp.items()
+            if settings.enabled
+        }
+        self._counters: dict[str, _Counter] = {}
+        self._query_sub: Subscription | None = None
+        self._answering: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, ctx: Context) -> None:
+        """Answer other processes' tool queries with this process's agent tools."""
+        self._query_sub = await ctx.subscribe(QUERY_TOPIC)
+        self._answering = asyncio.get_running_loop().create_task(
+            self._answer(ctx, self._query_sub), name="loom:tools:query"
+        )
+
+    async def _answer(self, ctx: Context, sub: Subscription) -> None:
+        async for event in sub:
+            if event.reply_to and event.source != ctx.agent_id:
+                with contextlib.suppress(LoomError):
+                    await ctx.reply(event, [info.to_dict() for info in self.local_tools()])
+
+    async def aclose(self) -> None:
+        if self._answering is not None:
+            self._answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._answering
+        for server in self.servers.values():
+            await server.aclose()
+
+    def announce(self, ctx: Context) -> None:
+        """Tell the bus (the studio) that this process's tools changed."""
+        tools = [info.to_dict() for info in self.local_tools()]
+        with contextlib.suppress(LoomError):
+            ctx._publish(
+                CHANGED_TOPIC,
+                {"process": ctx.agent_id, "tools": tools},
+                type="tools",
+                count=False,
+            )
+
+    # -- listing ---------------------------------------------------------------------
+
+    def local_tools(self) -> list[ToolInfo]:
+        """Tools served by the running agents of this process."""
+        return [
+            info
+            for runner in self.runtime.agents.values()
+            if runner.status not in ("stopped", "failed")
+            for info in runner.tools
+        ]
+
+    async def tools(
+        self, ctx: Context, *, timeout: float = 0.5, mcp: bool = True
+    ) -> list[ToolInfo]:
+        """Every tool callable from here: agents of every process, then MCP servers.
+
+        Other processes answer within ``timeout`` seconds; MCP servers are started to
+        list their tools (one that fails to start is logged and left out).
+        """
+        found = {info.name: info for info in self.local_tools()}
+        replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=timeout)
+        for reply in replies.events:
+            for item in reply.data or []:
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    info = ToolInfo.from_dict(item)
+                    found.setdefault(info.name, info)
+        listed = list(found.values())
+        if mcp:
+            listed.extend(await self._mcp_tools(bare_names=set(found)))
+        return sorted(listed, key=lambda info: info.name)
+
+    async def _mcp_tools(self, bare_names: set[str]) -> list[ToolInfo]:
+        infos: list[ToolInfo] = []
+        for server in self.servers.values():
+            try:
+                infos.extend(await server.list_tools())
+            except ToolError as exc:
+                log.warning("MCP server %r left out of the tool list: %s", server.name, exc)
+        owners: dict[str, int] = {}
+        for info in infos:
+            bare = info.name.split(".", 1)[1]
+            owners[bare] = owners.get(bare, 0) + 1
+        result = []
+        for info in infos:
+            bare = info.name.split(".", 1)[1]
+            unique = owners[bare] == 1 and bare not in bare_names
+            aliases = (bare,) if unique else ()
+            result.append(ToolInfo(**{**info.__dict__, "aliases": aliases}))
+        return result
+
+    # -- calling ---------------------------------------------------------------------
+
+    async def call(
+        self,
+        ctx: Context,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a tool by name; see the module docstring for how names resolve.
+
+        Raises:
+            ToolError: no such tool, bad arguments, or the tool failed.
+            ToolTimeout: no answer within ``timeout``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ToolError(f"a tool name is a non-empty str, got {name!r}")
+        if args is not None and not isinstance(args, dict):
+            raise ToolError(
+                f"tool {name!r}: args must be a dict of argument names, got {type(args).__name__}"
+            )
+        counter = self._counters.setdefault(name, _Counter())
+        counter.calls += 1
+        started = time.perf_counter()
+        try:
+            target = await self._resolve(name)
+            if target is None:
+                return await self._call_agent(ctx, name, args or {}, timeout)
+            server, tool = target
+            return await server.call(tool, args or {}, timeout=timeout, meta=meta)
+        except ToolError:
+            counter.errors += 1
+            raise
+        finally:
+            counter.latency.record(time.perf_counter() - started)
+
+    async def _resolve(self, name: str) -> tuple[MCPServer, str] | None:
+        """The MCP server and tool a name means, or None for an agent tool on the bus."""
+        if any(info.name == name for info in self.local_tools()) or not self.servers:
+            return None
+        head, _, rest = name.partition(".")
+        if rest and head in self.servers:
+            return self.servers[head], rest
+        if name in self.servers:
+            server = self.servers[name]
+            tools = await server.list_tools()
+            if len(tools) == 1:
+                return server, tools[0].name.split(".", 1)[1]
+            names = ", ".join(sorted(info.name for info in tools))
+            raise ToolError(
+                f"{name!r} is an MCP server with {len(tools)} tools: call one of {names}"
+            )
+        owners = []
+        for server in self.servers.values():
+            try:
+                await server.ensure_started()
+            except ToolError as exc:
+                log.warning("MCP server %r skipped while resolving %r: %s", server.name, name, exc)
+                continue
+            if name in server.tools:
+                owners.append(server)
+        if len(owners) > 1:
+            choices = ", ".join(f"{server.name}.{name}" for server in owners)
+            raise ToolError(
+                f"tool {name!r} is ambiguous: several MCP servers have it; call {choices}"
+            )
+        return (owners[0], name) if owners else None
+
+    async def _call_agent(
+        self, ctx: Context, name: str, args: dict[str, Any], timeout: float | None
+    ) -> Any:
+        limit = timeout if timeout is not None else AGENT_TOOL_TIMEOUT
+        try:
+            reply = await ctx.request(TOOL_PREFIX + name, args, timeout=limit)
+        except RequestTimeout:
+            raise ToolTimeout(
+                f"tool {name!r} did not answer within {limit:g} s: is an agent serving it "
+                "running, or an [mcp.*] server declaring it? (`loom tools` lists what is "
+                "callable)"
+            ) from None
+        except RemoteError as exc:
+            if exc.error_type == "ToolError":
+                raise ToolError(exc.remote_message.removeprefix("ToolError: ")) from None
+            raise ToolError(f"tool {name!r} failed: {exc.remote_message}") from None
+        return reply.data
+
+    # -- statistics ------------------------------------------------------------------
+
+    def statistics(self) -> list[ToolStatistics]:
+        stats = []
+        for name, counter in sorted(self._counters.items()):
+            p50, p99 = counter.latency.percentiles_ms(50, 99)
+            stats.append(ToolStatistics(name, counter.calls, counter.errors, p50, p99))
+        return stats

@@ -33,6 +33,8 @@ __all__ = ["MCPServer", "MCPServerStatistics", "tool_result_data"]
 
 log = logging.getLogger("loom.mcp")
 _STOP_GRACE = 5.0
+#: Crashes within this many seconds count toward ``max_restarts``.
+RESTART_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class MCPServer:
         self._lock = asyncio.Lock()
         self._errlog: IO[str] | None = None
         self._starts = 0
+        self._start_times: list[float] = []
         self.calls = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -97,12 +100,16 @@ class MCPServer:
             if self.state == "running":
                 return
             await self._shutdown()
-            if self._starts > self.config.max_restarts:
+            now = time.monotonic()
+            recent = [t for t in self._start_times if now - t < RESTART_WINDOW]
+            if self.config.command is not None and len(recent) > self.config.max_restarts:
                 raise ToolError(
-                    f"MCP server {self.name!r} crashed {self._starts} times and was given up "
-                    f"(last error: {self.last_error}); fix it, or raise [mcp.{self.name}] "
-                    f"max_restarts, then restart the runtime (its log: {self.log_path})"
+                    f"MCP server {self.name!r} was started {len(recent)} times in the last "
+                    f"{RESTART_WINDOW:g} s and is given up for now (last error: "
+                    f"{self.last_error}); fix it or raise [mcp.{self.name}] max_restarts "
+                    f"(its log: {self.log_path})"
                 )
+            self._start_times = [*recent, now]
             self._starts += 1
             await self._start()
 
@@ -128,6 +135,11 @@ class MCPServer:
         except Exception as exc:
             await self._shutdown()
             self.last_error = _explain(exc)
+            if self.config.url is not None:
+                raise ToolError(
+                    f"cannot reach MCP server {self.name!r} at {self.config.url}: "
+                    f"{self.last_error}; is it running? (fix [mcp.{self.name}].url if not)"
+                ) from None
             raise ToolError(
                 f"MCP server {self.name!r} failed to start: {self.last_error}{self._stderr_tail()}"
             ) from None
@@ -264,10 +276,7 @@ class MCPServer:
             with contextlib.suppress(BaseException):
                 await call
             if owner in done:
-                raise ToolError(
-                    f"MCP server {self.name!r} exited during the call to {tool!r}"
-                    f"{self._stderr_tail()}; it will be restarted on the next call"
-                )
+                raise ToolError(self._lost(tool))
             raise ToolTimeout(
                 f"tool {self.name}.{tool} did not answer within {limit:g} s: the server may be "
                 f"hung; raise [mcp.{self.name}] timeout_sec or pass timeout= if it is just slow"
@@ -283,10 +292,7 @@ class MCPServer:
                 ) from None
             if self.state != "running" or _connection_lost(exc):
                 await self._mark_crashed(str(exc))
-                raise ToolError(
-                    f"MCP server {self.name!r} exited during the call to {tool!r}"
-                    f"{self._stderr_tail()}; it will be restarted on the next call"
-                ) from None
+                raise ToolError(self._lost(tool)) from None
             raise ToolError(f"tool {self.name}.{tool} failed: {_tidy(str(exc))}") from None
         except Exception as exc:
             await self._mark_crashed(_explain(exc))
@@ -294,6 +300,17 @@ class MCPServer:
                 f"MCP server {self.name!r} failed during the call to {tool!r}: {_explain(exc)}"
                 f"{self._stderr_tail()}; it will be restarted on the next call"
             ) from None
+
+    def _lost(self, tool: str) -> str:
+        if self.config.url is not None:
+            return (
+                f"MCP server {self.name!r} at {self.config.url} stopped answering during the "
+                f"call to {tool!r}; it will be reconnected on the next call"
+            )
+        return (
+            f"MCP server {self.name!r} exited during the call to {tool!r}"
+            f"{self._stderr_tail()}; it will be restarted on the next call"
+        )
 
     async def _mark_crashed(self, why: str) -> None:
         self.last_error = why

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loom_kernel import Agent, Runtime, Subscription, on_event
+from loom_kernel.errors import ToolError
 from tests.conftest import PYTHON, python_env
 
 pytestmark = pytest.mark.multiprocess
@@ -201,3 +202,16 @@ async def test_child_stops_cleanly_on_sigterm_and_leaves_no_process(
     # The parent's bus outlives the child, and the child left its record alone.
     assert json.loads((project / ".loom" / "bus.json").read_text())["pid"] == os.getpid()
     assert (await rt.request("parent.double", 5, timeout=WAIT)).data == 10
+
+
+async def test_tools_are_called_and_listed_across_processes(rt: Runtime, spawn):
+    await spawn("calculator")
+    assert await rt.tool("add", {"a": 2, "b": 40}) == 42
+    with pytest.raises(ToolError, match="argument 'a'"):
+        await rt.tool("add", {"a": "two"})
+    listed = {info.name: info for info in await rt.tools(timeout=0.5)}
+    add = listed["add"]
+    assert add.provider == "agent:child-calculator"
+    assert add.process != rt.client.client_id
+    assert add.input_schema["required"] == ["a"]
+    assert add.description == "Add two integers in another process."

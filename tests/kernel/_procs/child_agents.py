@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from loom_kernel import Agent, on_event, run
+from loom_kernel import Agent, on_event, run, tool
 
 
 class ChildAgent(Agent):
@@ -60,6 +60,13 @@ class Exclaim(ChildAgent):
         await ctx.emit("pipe.exclaimed", event.data + "!")
 
 
+class Calculator(ChildAgent):
+    @tool()
+    async def add(self, a: int, b: int = 0) -> int:
+        """Add two integers in another process."""
+        return a + b
+
+
 AGENTS: dict[str, Callable[[], Agent]] = {
     "echo": lambda: Echo("child-echo"),
     "relay": lambda: Relay("child-relay"),
@@ -68,6 +75,7 @@ AGENTS: dict[str, Callable[[], Agent]] = {
     "quoter-b": lambda: Quoter("child-quoter-b"),
     "upper": lambda: Upper("child-upper"),
     "exclaim": lambda: Exclaim("child-exclaim"),
+    "calculator": lambda: Calculator("child-calculator"),
 }
 
 

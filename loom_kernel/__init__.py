@@ -14,14 +14,20 @@ from .errors import (
     BusError,
     ConfigError,
     LLMError,
+    LLMTimeout,
     LoomError,
     LoomTimeoutError,
+    MemoryQueryError,
     RemoteError,
     RequestTimeout,
     ToolError,
+    ToolTimeout,
     TopicError,
 )
+from .llm import LLMProvider, LLMResponse, ToolCall, Usage
+from .memory import Memory, MemoryItem
 from .runtime import Runtime, open_runtime, run
+from .tools import ToolInfo
 from .topics import topic_matches
 
 capability = tool  # the SPEC's alias: @capability("name") is @tool("name")
@@ -39,15 +45,25 @@ __all__ = [
     "Envelope",
     "FanInResult",
     "LLMError",
+    "LLMProvider",
+    "LLMResponse",
+    "LLMTimeout",
     "LoomConfig",
     "LoomError",
     "LoomTimeoutError",
+    "Memory",
+    "MemoryItem",
+    "MemoryQueryError",
     "RemoteError",
     "RequestTimeout",
     "Runtime",
     "Subscription",
+    "ToolCall",
     "ToolError",
+    "ToolInfo",
+    "ToolTimeout",
     "TopicError",
+    "Usage",
     "__version__",
     "capability",
     "load_config",

@@ -153,6 +153,7 @@ class MemoryStore:
             self._executor.shutdown(wait=False)
 
     def statistics(self) -> MemoryStatistics:
+        """Counters for the dashboard; ``items`` is the row count as this process last saw it."""
         return MemoryStatistics(
             str(self.path), self._items, self._writes, self._queries, self._purged
         )
@@ -208,19 +209,19 @@ class MemoryStore:
         db = self._connection()
         with _transaction(db):
             deleted = db.execute("DELETE FROM items WHERE id = ?", (item_id,)).rowcount
-        self._writes += 1
+        self._writes += deleted
         self._items -= deleted
         return deleted > 0
 
     def _mark_now(self, item_id: str, at: float, outcome: Any) -> MemoryItem | None:
         db = self._connection()
         with _transaction(db):
-            db.execute(
+            updated = db.execute(
                 "UPDATE items SET executed_at = ?, outcome = ? WHERE id = ?",
                 (at, json.dumps(outcome), item_id),
-            )
+            ).rowcount
             row = db.execute(f"SELECT {_SELECT} FROM items i WHERE i.id = ?", (item_id,)).fetchone()
-        self._writes += 1
+        self._writes += updated
         return None if row is None else _item(row)
 
     def _purge_expired(self, db: sqlite3.Connection) -> int:
@@ -236,24 +237,25 @@ class MemoryStore:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # timeout= is SQLite's busy_timeout; isolation_level=None: we say BEGIN ourselves.
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise LoomError(
-                f"cannot open the memory file {self.path}: {exc}; fix `path` in [memory] "
-                "of loom.toml"
-            ) from exc
-        try:
-            db.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+            _enable_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; no fsync per commit
             self._migrate(db)
             self._items = db.execute("SELECT count(*) FROM items").fetchone()[0]
-        except BaseException:
-            db.close()
+            return db
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise LoomError(
+                    f"cannot open the memory file {self.path}: {exc}; check `path` in [memory] "
+                    "of loom.toml"
+                ) from exc
             raise
-        return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         # Inside a write transaction: two processes opening a new file create the schema once.
@@ -273,6 +275,23 @@ class MemoryStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """WAL: readers never wait for the writer, and writers of other processes just queue."""
+    # Switching a new file to WAL needs it to itself and ignores busy_timeout, so retry while
+    # another process is setting it up; on a file already in WAL the switch is a no-op.
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("another process holds the file; cannot enable WAL")
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager

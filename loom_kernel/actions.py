@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .context import TOOL_PREFIX
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .context import Context
     from .runtime import Runtime
 
-__all__ = ["ActionBroker", "ToolStatistics"]
+__all__ = ["ActionBroker", "ToolStatistics", "list_mcp_tools"]
 
 log = logging.getLogger("loom.tools")
 QUERY_TOPIC = "loom.tools.query"
@@ -142,23 +144,7 @@ class ActionBroker:
         return sorted(listed, key=lambda info: info.name)
 
     async def _mcp_tools(self, bare_names: set[str]) -> list[ToolInfo]:
-        infos: list[ToolInfo] = []
-        for server in self.servers.values():
-            try:
-                infos.extend(await server.list_tools())
-            except ToolError as exc:
-                log.warning("MCP server %r left out of the tool list: %s", server.name, exc)
-        owners: dict[str, int] = {}
-        for info in infos:
-            bare = info.name.split(".", 1)[1]
-            owners[bare] = owners.get(bare, 0) + 1
-        result = []
-        for info in infos:
-            bare = info.name.split(".", 1)[1]
-            unique = owners[bare] == 1 and bare not in bare_names
-            aliases = (bare,) if unique else ()
-            result.append(ToolInfo(**{**info.__dict__, "aliases": aliases}))
-        return result
+        return await list_mcp_tools(self.servers.values(), bare_names)
 
     # -- calling ---------------------------------------------------------------------
 
@@ -256,3 +242,27 @@ class ActionBroker:
             p50, p99 = counter.latency.percentiles_ms(50, 99)
             stats.append(ToolStatistics(name, counter.calls, counter.errors, p50, p99))
         return stats
+
+
+async def list_mcp_tools(
+    servers: Iterable[MCPServer], bare_names: Collection[str] = ()
+) -> list[ToolInfo]:
+    """The tools of MCP servers (started to list them), qualified as ``server.tool``.
+
+    A tool's bare name is kept as an alias when no other server and no name in
+    ``bare_names`` (agent tools) has it. A server that fails to start is logged and
+    left out.
+    """
+    infos: list[ToolInfo] = []
+    for server in servers:
+        try:
+            infos.extend(await server.list_tools())
+        except ToolError as exc:
+            log.warning("MCP server %r left out of the tool list: %s", server.name, exc)
+    owners = Counter(info.name.split(".", 1)[1] for info in infos)
+    result = []
+    for info in infos:
+        bare = info.name.split(".", 1)[1]
+        unique = owners[bare] == 1 and bare not in bare_names
+        result.append(replace(info, aliases=(bare,) if unique else ()))
+    return result

@@ -15,6 +15,7 @@ __all__ = [
     "LLMTimeout",
     "LoomError",
     "LoomTimeoutError",
+    "MemoryQueryError",
     "ProtocolError",
     "RemoteError",
     "RequestTimeout",
@@ -98,3 +99,7 @@ class ToolTimeout(ToolError, LoomTimeoutError):
 
 class LLMTimeout(LLMError, LoomTimeoutError):
     """An LLM call did not finish within ``timeout_sec``."""
+
+
+class MemoryQueryError(LoomError, ValueError):
+    """A memory call got a bad argument; the message names it and shows a valid one."""

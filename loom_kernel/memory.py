@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._memory_store import ItemFilter, MemoryItem, MemoryStatistics, MemoryStore, tokenize
-from .errors import LoomError
+from .errors import MemoryQueryError
 
 __all__ = [
     "DecisionStats",
@@ -31,10 +31,6 @@ __all__ = [
 
 MAX_LIMIT = 1000
 Since = float | datetime | timedelta | None
-
-
-class MemoryQueryError(LoomError, ValueError):
-    """A memory call got a bad argument; the message names it and shows a valid one."""
 
 
 @dataclass(frozen=True)

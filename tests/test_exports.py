@@ -15,8 +15,11 @@ KERNEL_MODULES = [
     "loom_kernel.config",
     "loom_kernel.envelope",
     "loom_kernel.errors",
+    "loom_kernel.llm",
+    "loom_kernel.memory",
     "loom_kernel.qos",
     "loom_kernel.stats",
+    "loom_kernel.tools",
     "loom_kernel.topics",
 ]
 

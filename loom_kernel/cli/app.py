@@ -7,7 +7,7 @@ import os
 import typer
 
 from ..errors import LoomError
-from . import bench, bus
+from . import bench, bus, mcp, tools
 
 app = typer.Typer(
     name="loom",
@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 app.command("bus")(bus.bus)
 app.command("bench")(bench.bench)
+app.command("tools")(tools.tools)
+app.add_typer(mcp.app, name="mcp")
 
 
 def main() -> None:

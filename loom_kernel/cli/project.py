@@ -1,0 +1,45 @@
+"""Joining a project's running bus from a command, without starting one."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ..config import LoomConfig, load_config
+from ..discovery import read_discovery
+from ..errors import BusError
+from ..runtime import Runtime, open_runtime
+
+
+def running_bus(settings: LoomConfig) -> bool:
+    """True when the project names a bus, or a discovery file says one runs."""
+    return settings.bus.url is not None or read_discovery(settings.project_dir) is not None
+
+
+@contextlib.asynccontextmanager
+async def join_running_bus(settings: LoomConfig) -> AsyncIterator[Runtime | None]:
+    """A runtime on the project's running bus, or None when no bus answers.
+
+    Commands that only look (``loom tools``) must not start a bus of their own: a
+    short-lived embedded bus would be joined by agents starting at that moment.
+    """
+    if not running_bus(settings):
+        yield None
+        return
+    joining = settings.model_copy(
+        update={"bus": settings.bus.model_copy(update={"mode": "connect"})}
+    )
+    try:
+        rt = await open_runtime(joining)
+    except BusError:
+        yield None
+        return
+    try:
+        yield rt
+    finally:
+        await rt.aclose()
+
+
+def load_project(config: Path | None) -> LoomConfig:
+    return load_config(config)

@@ -17,11 +17,19 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
     count: Annotated[int | None, typer.Option(help="Events for the throughput runs.")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per latency rate.")] = None,
+    tools: Annotated[
+        bool, typer.Option("--tools", help="Tool calls instead: agent tool and MCP stdio.")
+    ] = False,
+    calls: Annotated[int, typer.Option(help="Calls per tool measurement.")] = 2000,
 ) -> None:
-    """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency.
+    """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency;
+    with --tools, tool-call round trips.
 
-    Example: `loom bench --quick --json`.
+    Examples: `loom bench --quick --json`, `loom bench --tools`.
     """
+    if tools:
+        _bench_tools(calls if not quick else min(calls, 500), as_json)
+        return
     plan = BenchPlan.quick() if quick else BenchPlan()
     if count is not None:
         plan = BenchPlan(count=count, rates=plan.rates, duration=plan.duration)
@@ -53,3 +61,37 @@ def bench(
             f"{row['received']:,}",
         )
     out.print(latency)
+
+
+def _bench_tools(calls: int, as_json: bool) -> None:
+    from ..bench_tools import run_tool_bench
+
+    console = Console(stderr=True)
+    with console.status("starting") as status:
+        result = run_tool_bench(calls, progress=lambda step: status.update(f"[bold]{step}"))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title="Tool call round trip (ms)")
+    for column in ("call", "calls", "p50", "p99", "mean"):
+        table.add_column(column, justify="right")
+    rows = [
+        ("agent @tool, other process", result["agent_tool"]),
+        ("MCP stdio, direct SDK client", result["mcp_stdio"]["direct"]),
+        ("MCP stdio, through ctx.tool", result["mcp_stdio"]["loom"]),
+    ]
+    for label, row in rows:
+        table.add_row(
+            label,
+            f"{row['calls']:,}",
+            f"{row['p50_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{row['mean_ms']:.3f}",
+        )
+    out = Console()
+    out.print(table)
+    mcp = result["mcp_stdio"]
+    out.print(
+        f"Loom's overhead per MCP call: {mcp['overhead_p50_ms']:+.3f} ms at p50 "
+        f"({mcp['ratio_p50']:.2f}x the direct call)"
+    )

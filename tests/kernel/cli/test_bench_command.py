@@ -60,3 +60,24 @@ def test_bench_table_output(project: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Throughput" in result.stdout and "p99 ms" in result.stdout
+
+
+def test_bench_tools_reports_agent_and_mcp_round_trips(project: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--tools", "--calls", "50", "--json"],
+        cwd=project,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    agent = report["agent_tool"]
+    assert agent["calls"] == 50
+    assert 0 < agent["p50_ms"] <= agent["p99_ms"]
+    mcp = report["mcp_stdio"]
+    assert mcp["direct"]["calls"] == mcp["loom"]["calls"] == 50
+    assert mcp["ratio_p50"] == pytest.approx(
+        mcp["loom"]["p50_ms"] / mcp["direct"]["p50_ms"], rel=0.01
+    )

@@ -200,3 +200,109 @@ def test_settings_are_frozen(empty_dir: Path) -> None:
     config = load_config()
     with pytest.raises(ValueError, match="frozen"):
         config.runtime.max_hops = 3  # type: ignore[misc]
+
+
+# -- capability sections ---------------------------------------------------------------
+
+FULL = """
+[llm.deepseek]
+model = "deepseek/deepseek-chat"
+api_key_env = "DEEPSEEK_API_KEY"
+temperature = 0.2
+top_p = 0.9
+
+[llm.local]
+model = "openai/qwen"
+api_base = "http://127.0.0.1:8000/v1"
+
+[router]
+models = ["deepseek", "local"]
+strategy = "latency-based-routing"
+fallbacks = ["local"]
+
+[mcp.time]
+command = "python"
+args = ["-m", "mcp_server_time"]
+
+[mcp.remote]
+url = "http://127.0.0.1:9000/mcp"
+headers = { Authorization = "Bearer x" }
+
+[agents.planner]
+module = "agents.planner:Planner"
+group = "brains"
+settings = { window = 300, symbols = ["AAPL"] }
+
+[memory]
+path = "state/memory.db"
+short_term_size = 50
+
+[tracing]
+sample_ratio = 0.5
+otlp_endpoint = "http://localhost:4318"
+"""
+
+
+def test_every_capability_section_maps_onto_typed_settings(tmp_path: Path) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(FULL)
+    config = load_config(file)
+    deepseek = config.llm["deepseek"]
+    assert deepseek.model == "deepseek/deepseek-chat"
+    assert deepseek.api_key_env == "DEEPSEEK_API_KEY"
+    assert deepseek.extra_params == {"top_p": 0.9}  # passed through to litellm
+    assert config.router.models == ["deepseek", "local"]
+    assert config.mcp["time"].transport == "stdio"
+    assert config.mcp["remote"].transport == "streamable-http"
+    assert config.mcp["remote"].headers == {"Authorization": "Bearer x"}
+    assert config.agents["planner"].settings == {"window": 300, "symbols": ["AAPL"]}
+    assert config.memory.short_term_size == 50
+    assert config.project_path(config.memory.path) == tmp_path.resolve() / "state" / "memory.db"
+    assert config.tracing.sample_ratio == 0.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"llm": {"d": {"model": "x", "temprature": 1}}},
+            "[llm.d] unknown key 'temprature': did you mean 'temperature'?",
+        ),
+        ({"llm": {"d": {"api_base": "http://x"}}}, "[llm.d] has no 'model': add `model = ...`"),
+        ({"llm": {"d": {"model": "x", "temperature": 9}}}, "llm.d.temperature = 9"),
+        ({"mcp": {"t": {"args": ["-m", "x"]}}}, "[mcp.t] set exactly one of command"),
+        (
+            {"mcp": {"t": {"command": "x", "argz": []}}},
+            "unknown key 'argz' in [mcp.t]: did you mean 'args'?",
+        ),
+        ({"memory": {"pth": "x"}}, "unknown key 'pth' in [memory]: did you mean 'path'?"),
+        (
+            {"router": {"models": ["ghost"]}},
+            "[router] models names 'ghost', which is not an [llm.*] entry",
+        ),
+        ({"router": {"strategy": "fastest"}}, "router.strategy = 'fastest'"),
+        ({"llm": {"bad name": {"model": "x"}}}, "bad name 'bad name'"),
+        ({"llm": {"router": {"model": "x"}}}, "[llm.router]: 'router' is the name of the [router]"),
+        ({"agents": {"a": {"restart": "sometimes"}}}, "agents.a.restart = 'sometimes'"),
+    ],
+)
+def test_bad_capability_settings_say_what_to_fix(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value)
+
+
+def test_agent_settings_reach_the_agent_context(project: Path) -> None:
+    import asyncio
+
+    from loom_kernel import open_runtime
+
+    config = parse_config({"agents": {"planner": {"settings": {"window": 60}}}})
+
+    async def settings() -> tuple[dict, dict]:
+        async with open_runtime(config) as rt:
+            from loom_kernel.context import Context
+
+            return Context(rt, "planner").settings, Context(rt, "other").settings
+
+    assert asyncio.run(settings()) == ({"window": 60}, {})

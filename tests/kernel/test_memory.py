@@ -454,3 +454,36 @@ async def test_two_processes_writing_one_file_concurrently_lose_nothing(db: Path
         items = await Memory(store, "reader").query(agent="*", limit=1000)
     seen = {(item.content["writer"], item.content["n"]) for item in items}
     assert seen == {(w, n) for w in ("w1", "w2") for n in range(200)}
+
+
+# -- through the runtime: ctx.memory ------------------------------------------------------
+
+
+async def test_agent_memory_survives_a_runtime_restart(project: Path) -> None:
+    from loom_kernel import Agent, on_event, open_runtime
+
+    (project / "loom.toml").write_text('[memory]\npath = "state/mem.db"\nshort_term_size = 5\n')
+
+    class Planner(Agent):
+        @on_event("plan.decide")
+        async def decide(self, event, ctx):
+            item = await ctx.memory.record_decision(event.data["symbol"], {"action": "BUY"})
+            await ctx.reply(event, item.id)
+
+    async with open_runtime() as rt:
+        await rt.start(Planner("planner"))
+        decision_id = (await rt.request("plan.decide", {"symbol": "AAPL"})).data
+        assert rt.agents["planner"].ctx.memory.recent(1)[0].id == decision_id
+        await rt.memory.add("note", "runtime-level note about AAPL")
+    assert (project / "state" / "mem.db").is_file()
+
+    async with open_runtime() as rt:
+        await rt.start(Planner("planner"))
+        memory = rt.agents["planner"].ctx.memory
+        assert memory.recent() == []  # short-term memory does not outlive its process
+        last = await memory.last_decision("AAPL")
+        assert last is not None and last.id == decision_id
+        assert await memory.is_duplicate("AAPL", {"action": "BUY"})
+        everyone = await memory.query("AAPL", agent="*")
+        assert {item.kind for item in everyone} == {"decision", "note"}
+        assert [item.kind for item in await memory.query("AAPL")] == ["decision"]

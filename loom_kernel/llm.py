@@ -167,6 +167,10 @@ class LLMProvider:
         self.last_error: str | None = None
         self.latency = LatencyRecorder()
 
+    @property
+    def _section(self) -> str:
+        return "[router]" if self.name == ROUTER else f"[llm.{self.name}]"
+
     @classmethod
     def from_name(cls, ctx: Context, name: str) -> LLMProvider:
         """The provider ``[llm.<name>]`` (or ``router``) of the context's ``loom.toml``."""
@@ -254,7 +258,7 @@ class LLMProvider:
             self.errors += 1
             self.last_error = f"invalid JSON twice: {_summarise(second)}"
             raise LLMError(
-                f"[llm.{self.name}] answered twice without a valid {response_model.__name__} "
+                f"{self._section} answered twice without a valid {response_model.__name__} "
                 f"({_summarise(second)}); last answer: {retry.text[:300]!r}"
             ) from None
 
@@ -275,13 +279,16 @@ class LLMProvider:
                 "messages must be a str or a list of {'role': ..., 'content': ...} dicts, got "
                 f"{type(messages).__name__}"
             )
+        if not request:
+            raise LLMError("messages is empty: pass a prompt str or at least one message")
         if system:
             request.insert(0, {"role": "system", "content": system})
         return request
 
     def _settings_json_mode(self) -> bool:
         if self.name == ROUTER:
-            return all(self.config.llm[n].json_mode for n in self.config.router.models)
+            router = self.config.router
+            return all(self.config.llm[n].json_mode for n in [*router.models, *router.fallbacks])
         return self.config.llm[self.name].json_mode
 
     def _params(self, name: str) -> dict[str, Any]:
@@ -303,7 +310,7 @@ class LLMProvider:
                     f"`export {settings.api_key_env}=...` before starting (or put api_key in "
                     "loom.toml)"
                 )
-        if key is None and settings.api_base:
+        if key is None and settings.api_base and not _provider_key_set(settings.model):
             key = _NO_KEY
         if key is not None:
             params["api_key"] = key
@@ -344,7 +351,7 @@ class LLMProvider:
         except LLMError:
             raise
         except Exception as exc:
-            raise self._translate(exc) from None
+            raise self._translate(exc, params.get("timeout")) from None
 
     def _get_router(self, litellm: Any) -> Any:
         if self._router is None:
@@ -365,31 +372,37 @@ class LLMProvider:
             )
         return self._router
 
-    def _translate(self, exc: Exception) -> LLMError:
+    def _translate(self, exc: Exception, timeout: float | None = None) -> LLMError:
         kind = type(exc).__name__
         where = self._where()
         text = " ".join(str(exc).split())[:400]
         if "Timeout" in kind:
             return LLMTimeout(
-                f"[llm.{self.name}] {self.model} did not answer within {self._timeout():g} s "
+                f"{self._section} {self.model} did not answer within "
+                f"{timeout if timeout is not None else self._timeout():g} s "
                 f"({where}): raise timeout_sec if the model is just slow"
             )
         if "AuthenticationError" in kind:
             return LLMError(
-                f"[llm.{self.name}] {self.model} rejected the API key ({where}): check "
+                f"{self._section} {self.model} rejected the API key ({where}): check "
                 f"{self._key_hint()}"
             )
         if _connection_failed(exc):
             return LLMError(
-                f"[llm.{self.name}] cannot reach {self.model} ({where}): is the server up? ({text})"
+                f"{self._section} cannot reach {self.model} ({where}): is the server up? ({text})"
             )
         status = getattr(exc, "status_code", None)
         code = f" HTTP {status}" if status else ""
-        return LLMError(f"[llm.{self.name}] {self.model} failed{code} ({where}): {kind}: {text}")
+        return LLMError(f"{self._section} {self.model} failed{code} ({where}): {kind}: {text}")
 
     def _where(self) -> str:
         if self.name == ROUTER:
-            return "router over " + ", ".join(self.config.router.models)
+            router = self.config.router
+            return (
+                "router over "
+                + ", ".join(router.models)
+                + (f", fallbacks {', '.join(router.fallbacks)}" if router.fallbacks else "")
+            )
         settings = self.config.llm[self.name]
         return f"api_base {settings.api_base}" if settings.api_base else "provider default endpoint"
 
@@ -402,7 +415,7 @@ class LLMProvider:
         settings = self.config.llm.get(self.name)
         if settings and settings.api_key_env:
             return f"${settings.api_key_env}"
-        return f"api_key / api_key_env in [llm.{self.name}]"
+        return f"api_key / api_key_env in {self._section}"
 
     async def _tool_specs(
         self, tools: Sequence[str | ToolInfo | dict[str, Any]]
@@ -566,7 +579,7 @@ class LLMStream:
             provider._failed(exc, started)
             raise
         except Exception as exc:
-            error = provider._translate(exc)
+            error = provider._translate(exc, self._params.get("timeout"))
             provider._failed(error, started)
             raise error from None
         self.response = LLMResponse(
@@ -583,6 +596,14 @@ class LLMStream:
             finish_reason=finish,
         )
         provider._record(self.response)
+
+
+def _provider_key_set(model: str) -> bool:
+    """True when the provider's own key variable (OPENAI_API_KEY...) is set."""
+    try:
+        return bool(_litellm().validate_environment(model).get("keys_in_environment"))
+    except Exception:  # an unknown provider: no variable to look for
+        return False
 
 
 def _connection_failed(exc: BaseException) -> bool:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,7 +47,11 @@ def _litellm() -> Any:
     """Import litellm without letting it reach the internet or send telemetry."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
-    import litellm
+    # litellm's own pydantic and deprecation warnings say nothing to a Loom user.
+    warnings.filterwarnings("ignore", module=r"litellm(\.|$)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`ReadOnly` qualifier", category=UserWarning)
+        import litellm
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True

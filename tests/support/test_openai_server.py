@@ -116,9 +116,13 @@ def test_completion_cost_is_not_mapped_for_the_test_model(server: OpenAIServer) 
         model=MODEL, api_base=server.url, api_key="test-key", messages=MESSAGES
     )
     # no price is known for "openai/loom-test": cost accounting must cope with this
-    assert response._hidden_params["response_cost"] is None
-    with pytest.raises(litellm.exceptions.ModelNotMappedError):
-        litellm.completion_cost(response)
+    # (None, or 0.0 once a litellm Router has run in the same process)
+    assert not response._hidden_params["response_cost"]
+    try:
+        cost = litellm.completion_cost(response)
+    except litellm.exceptions.ModelNotMappedError:
+        cost = None
+    assert not cost
 
 
 # -- streaming -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .stats import LatencyRecorder
 from .tools import ToolInfo
 
 if TYPE_CHECKING:
+    from .agent import Agent
     from .client import Subscription
     from .context import Context
     from .runtime import Runtime
@@ -40,6 +41,8 @@ log = logging.getLogger("loom.tools")
 QUERY_TOPIC = "loom.tools.query"
 CHANGED_TOPIC = "loom.tools.changed"
 AGENT_TOOL_TIMEOUT = 10.0
+REMOTE_QUERY_SEC = 0.2
+REMOTE_CACHE_SEC = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ActionBroker:
             if settings.enabled
         }
         self._counters: dict[str, _Counter] = {}
+        self._remote_names: set[str] = set()
+        self._remote_checked = -REMOTE_CACHE_SEC
         self._query_sub: Subscription | None = None
         self._answering: asyncio.Task[None] | None = None
 
@@ -111,6 +116,23 @@ class ActionBroker:
                 type="tools",
                 count=False,
             )
+
+    def check_new_tools(self, agent: Agent) -> None:
+        """Refuse an agent whose tool name another running agent of this process serves
+        (both would answer every call)."""
+        served = {
+            info.name: runner.agent.id
+            for runner in self.runtime.agents.values()
+            if runner.status not in ("stopped", "failed") and runner.agent.id != agent.id
+            for info in runner.tools
+        }
+        for spec in agent.tools:
+            if spec.name in served:
+                raise LoomError(
+                    f"agent {agent.id!r} serves tool {spec.name!r}, which agent "
+                    f"{served[spec.name]!r} already serves here: give one of them another "
+                    f'name, e.g. @tool("{agent.id}.{spec.name}")'
+                )
 
     # -- listing ---------------------------------------------------------------------
 
@@ -173,7 +195,7 @@ class ActionBroker:
         counter.calls += 1
         started = time.perf_counter()
         try:
-            target = await self._resolve(name)
+            target = await self._resolve(ctx, name)
             if target is None:
                 return await self._call_agent(ctx, name, args or {}, timeout)
             server, tool = target
@@ -184,7 +206,7 @@ class ActionBroker:
         finally:
             counter.latency.record(time.perf_counter() - started)
 
-    async def _resolve(self, name: str) -> tuple[MCPServer, str] | None:
+    async def _resolve(self, ctx: Context, name: str) -> tuple[MCPServer, str] | None:
         """The MCP server and tool a name means, or None for an agent tool on the bus."""
         if any(info.name == name for info in self.local_tools()) or not self.servers:
             return None
@@ -209,12 +231,28 @@ class ActionBroker:
                 continue
             if name in server.tools:
                 owners.append(server)
+        if owners and await self._served_by_an_agent(ctx, name):
+            return None  # as `rt.tools()` lists it: the agent's tool keeps the bare name
         if len(owners) > 1:
             choices = ", ".join(f"{server.name}.{name}" for server in owners)
             raise ToolError(
                 f"tool {name!r} is ambiguous: several MCP servers have it; call {choices}"
             )
         return (owners[0], name) if owners else None
+
+    async def _served_by_an_agent(self, ctx: Context, name: str) -> bool:
+        """Whether an agent in another process serves ``name`` (asked once per 10 s)."""
+        now = time.monotonic()
+        if now - self._remote_checked > REMOTE_CACHE_SEC:
+            replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=REMOTE_QUERY_SEC)
+            self._remote_names = {
+                item.get("name")
+                for reply in replies.events
+                for item in (reply.data or [])
+                if isinstance(item, dict)
+            }
+            self._remote_checked = time.monotonic()
+        return name in self._remote_names
 
     async def _call_agent(
         self, ctx: Context, name: str, args: dict[str, Any], timeout: float | None
@@ -224,9 +262,8 @@ class ActionBroker:
             reply = await ctx.request(TOOL_PREFIX + name, args, timeout=limit)
         except RequestTimeout:
             raise ToolTimeout(
-                f"tool {name!r} did not answer within {limit:g} s: is an agent serving it "
-                "running, or an [mcp.*] server declaring it? (`loom tools` lists what is "
-                "callable)"
+                f"tool {name!r} did not answer within {limit:g} s: if it is slow, pass a "
+                "longer timeout=; if nothing serves it, `loom tools` lists what is callable"
             ) from None
         except RemoteError as exc:
             if exc.error_type == "ToolError":

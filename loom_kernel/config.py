@@ -376,8 +376,12 @@ def _config_error(exc: ValidationError, path: Path | None) -> ConfigError:
         return ConfigError(f"[{section}] {message}" if section else message, path=file)
     if first["type"] == "missing":
         section, key = ".".join(loc[:-1]), loc[-1]
-        return ConfigError(f"[{section}] has no {key!r}: add `{key} = ...`", path=file)
+        example = _EXAMPLES.get(key, "...")
+        return ConfigError(f"[{section}] has no {key!r}: add `{key} = {example}`", path=file)
     return ConfigError(f"{'.'.join(loc)} = {first.get('input')!r}: {first['msg']}", path=file)
+
+
+_EXAMPLES = {"model": '"deepseek/deepseek-chat"'}
 
 
 def _model_at(loc: list[str]) -> type[BaseModel]:

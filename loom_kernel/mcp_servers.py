@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import re
 import shutil
 import sys
 import time
@@ -35,6 +37,7 @@ log = logging.getLogger("loom.mcp")
 _STOP_GRACE = 5.0
 #: Crashes within this many seconds count toward ``max_restarts``.
 RESTART_WINDOW = 60.0
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,8 @@ class MCPServer:
             from mcp.client.streamable_http import streamable_http_client
             from mcp.shared._httpx_utils import create_mcp_http_client
 
-            http = create_mcp_http_client(headers=dict(config.headers) or None)
+            headers = {k: self._expand(v, f"headers.{k}") for k, v in config.headers.items()}
+            http = create_mcp_http_client(headers=headers or None)
             return streamable_http_client(config.url, http_client=http)
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
@@ -159,13 +163,31 @@ class MCPServer:
         command = _resolve_command(self.name, config.command or "")
         cwd = self.project_dir / config.cwd if config.cwd else self.project_dir
         params = StdioServerParameters(
-            command=command, args=list(config.args), env=dict(config.env) or None, cwd=cwd
+            command=command,
+            args=list(config.args),
+            env={k: self._expand(v, f"env.{k}") for k, v in config.env.items()} or None,
+            cwd=cwd,
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self._errlog is None:
             self._errlog = self.log_path.open("a", encoding="utf-8", buffering=1)
         self._errlog.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start {command}\n")
         return stdio_client(params, errlog=self._errlog)
+
+    def _expand(self, value: str, key: str) -> str:
+        """``${VAR}`` in env and header values comes from Loom's environment (secrets
+        stay out of loom.toml)."""
+
+        def lookup(match: re.Match[str]) -> str:
+            variable = match.group(1)
+            if variable not in os.environ:
+                raise ToolError(
+                    f"[mcp.{self.name}].{key} uses ${{{variable}}}, which is not set: "
+                    f"`export {variable}=...` before starting"
+                )
+            return os.environ[variable]
+
+        return _VARIABLE.sub(lookup, value)
 
     async def _own(self, client: Any, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         """The owner task: enters the SDK client, lists tools, waits until told to stop."""

@@ -74,6 +74,7 @@ class Runtime:
         self.middleware: list[Middleware] = []
         self.actions = ActionBroker(self)
         self._memory_store: MemoryStore | None = None
+        self._memory: Memory | None = None
         self._runners: dict[str, AgentRunner] = {}
         self._context: Context | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -206,6 +207,7 @@ class Runtime:
                 )
             if existing is not None:
                 await existing.stop()  # a failed one may still hold subscriptions
+            self.actions.check_new_tools(agent)
             runner = AgentRunner(self, agent)
             self._runners[agent.id] = runner
             await runner.start()
@@ -222,6 +224,8 @@ class Runtime:
             raise LoomError(f"no agent {agent_id!r} in this runtime (running: {known})")
         await runner.stop()
         self._publish_heartbeat(runner)
+        if runner.tools:
+            self.actions.announce(self.context)
 
     @property
     def agents(self) -> dict[str, AgentRunner]:
@@ -281,8 +285,17 @@ class Runtime:
 
     @property
     def memory(self) -> Memory:
-        """Memory of code outside agents (agent id: the runtime's client id)."""
-        return self.context.memory
+        """Memory of code outside agents, under the agent id ``"runtime"`` (stable across
+        restarts, unlike the runtime's client id)."""
+        if self._memory is None:
+            settings = self.config.memory
+            self._memory = Memory(
+                self.memory_store,
+                "runtime",
+                short_term_size=settings.short_term_size,
+                default_ttl=settings.default_ttl_sec,
+            )
+        return self._memory
 
     # -- statistics and heartbeats ---------------------------------------------------
 

@@ -23,7 +23,7 @@ def tools(
     name: Annotated[str | None, typer.Argument(help="Show one tool in full.")] = None,
     config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schemas included).")] = False,
-    mcp: Annotated[bool, typer.Option(help="Start the [mcp.*] servers to list theirs.")] = True,
+    mcp: Annotated[bool, typer.Option(help="Start the \\[mcp.*] servers to list theirs.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for other processes.")] = 0.5,
 ) -> None:
     """List the tools of the agents on the project's bus and of its MCP servers.

@@ -268,7 +268,10 @@ def test_every_capability_section_maps_onto_typed_settings(tmp_path: Path) -> No
             {"llm": {"d": {"model": "x", "temprature": 1}}},
             "[llm.d] unknown key 'temprature': did you mean 'temperature'?",
         ),
-        ({"llm": {"d": {"api_base": "http://x"}}}, "[llm.d] has no 'model': add `model = ...`"),
+        (
+            {"llm": {"d": {"api_base": "http://x"}}},
+            "[llm.d] has no 'model': add `model = \"deepseek/deepseek-chat\"`",
+        ),
         ({"llm": {"d": {"model": "x", "temperature": 9}}}, "llm.d.temperature = 9"),
         ({"mcp": {"t": {"args": ["-m", "x"]}}}, "[mcp.t] set exactly one of command"),
         (

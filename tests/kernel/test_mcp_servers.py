@@ -275,3 +275,23 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_env_values_take_secrets_from_the_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOM_TEST_TOKEN", "s3cret")
+    monkeypatch.delenv("LOOM_TEST_MISSING", raising=False)
+    env = {"TOKEN": "Bearer ${LOOM_TEST_TOKEN}", "PLAIN": "as is"}
+    rt = await open_with(project, {"t": {**TEST_SERVER, "env": env}})
+    try:
+        assert await rt.tool("t.getenv", {"name": "TOKEN"}) == "Bearer s3cret"
+        assert await rt.tool("t.getenv", {"name": "PLAIN"}) == "as is"
+    finally:
+        await rt.aclose()
+    rt = await open_with(project, {"t": {**TEST_SERVER, "env": {"X": "${LOOM_TEST_MISSING}"}}})
+    try:
+        with pytest.raises(ToolError, match=r"\[mcp.t\].env.X uses \$\{LOOM_TEST_MISSING\}"):
+            await rt.tool("t.echo", {"text": "x"})
+    finally:
+        await rt.aclose()

@@ -484,6 +484,8 @@ async def test_agent_memory_survives_a_runtime_restart(project: Path) -> None:
         last = await memory.last_decision("AAPL")
         assert last is not None and last.id == decision_id
         assert await memory.is_duplicate("AAPL", {"action": "BUY"})
+        notes = await rt.memory.query("note")  # rt.memory keeps its id across restarts
+        assert [item.content for item in notes] == ["runtime-level note about AAPL"]
         everyone = await memory.query("AAPL", agent="*")
         assert {item.kind for item in everyone} == {"decision", "note"}
         assert [item.kind for item in await memory.query("AAPL")] == ["decision"]

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from loom_kernel import Agent, Runtime, tool
-from loom_kernel.errors import ToolError, ToolTimeout
+from loom_kernel.errors import LoomError, ToolError, ToolTimeout
 from loom_kernel.tools import ToolInfo, ToolSignature, check_arguments
 
 pytestmark = pytest.mark.timeout(30)
@@ -171,3 +171,22 @@ async def test_starting_an_agent_with_tools_announces_them(rt: Runtime) -> None:
 def test_tool_info_round_trips_through_a_dict() -> None:
     info = ToolInfo("a.b", "does b", {"type": "object"}, None, "mcp:a", "mcp", None, ("b",))
     assert ToolInfo.from_dict(info.to_dict()) == info
+
+
+async def test_two_agents_of_one_process_cannot_serve_the_same_tool(rt: Runtime) -> None:
+    await rt.start(Prices("prices"))
+    with pytest.raises(LoomError, match="already serves here"):
+        await rt.start(Prices("prices-2"))
+    await rt.stop("prices")
+    await rt.start(Prices("prices-2"))  # free again once the first one stopped
+
+
+async def test_stopping_an_agent_announces_its_tools_are_gone(rt: Runtime) -> None:
+    await rt.start(Prices("prices"))
+    sub = await rt.subscribe("loom.tools.changed")
+    await rt.stop("prices")
+    # the start announcement may still be in flight: the last word is what counts
+    event = await sub.get(timeout=2)
+    while event.data["tools"]:
+        event = await sub.get(timeout=2)
+    assert event.data["process"] == rt.client.client_id

@@ -56,6 +56,12 @@ def crash(code: int = 3) -> str:
 
 
 @server.tool()
+def getenv(name: str) -> str:
+    """The value of an environment variable in the server ("" when unset)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
 def pid() -> int:
     """The server's process id (to see restarts)."""
     return os.getpid()

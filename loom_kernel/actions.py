@@ -194,12 +194,24 @@ class ActionBroker:
         counter = self._counters.setdefault(name, _Counter())
         counter.calls += 1
         started = time.perf_counter()
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+        tracing = self.runtime.tracing
         try:
-            target = await self._resolve(ctx, name)
-            if target is None:
-                return await self._call_agent(ctx, name, args or {}, timeout)
-            server, tool = target
-            return await server.call(tool, args or {}, timeout=timeout, meta=meta)
+            with tracing.span(
+                f"tool {name}", "client", agent=ctx.agent_id, attributes=attributes
+            ) as span:
+                target = await self._resolve(ctx, name)
+                if target is None:
+                    if span is not None:
+                        span.set_attribute("loom.tool.kind", "agent")
+                    return await self._call_agent(ctx, name, args or {}, timeout)
+                server, tool = target
+                if span is not None:
+                    span.set_attribute("loom.tool.kind", "mcp")
+                    span.set_attribute("mcp.server.name", server.name)
+                    span.set_attribute("mcp.tool.name", tool)
+                    meta = {**(meta or {}), "traceparent": tracing.traceparent(span)}
+                return await server.call(tool, args or {}, timeout=timeout, meta=meta)
         except ToolError:
             counter.errors += 1
             raise

@@ -259,6 +259,14 @@ class TracingConfig(_Section):
     retention_hours: float = Field(
         default=24.0, gt=0, description="Spans older than this leave the store."
     )
+    store_max_spans: int = Field(
+        default=1_000_000, ge=1000, description="The store keeps at most this many spans."
+    )
+    collect: bool = Field(
+        default=True,
+        description="The process running the bus (embedded or `loom bus`) stores the spans "
+        "published on it in store_path.",
+    )
 
 
 class LoomConfig(_Section):

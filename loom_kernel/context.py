@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import collaboration
 from .envelope import Envelope, encode_data, new_id
 from .errors import LoomError, RemoteError, RequestTimeout
+from .spans import Span, format_traceparent, parse_traceparent
 from .topics import validate_topic
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class Context:
         headers: dict[str, str] | None = None,
         event_id: str | None = None,
         count: bool = True,
+        span_name: str | None = None,
     ) -> Envelope:
         """Build and send an envelope; ``count=False`` for the runtime's own reports
         (heartbeats, logs, errors), which are not the agent's activity."""
@@ -145,12 +147,18 @@ class Context:
                     f"{self.runtime.config.runtime.max_hops}: agents are probably answering "
                     "each other in a loop (raise max_hops if the chain is meant to be that long)"
                 )
+        event_id = event_id or new_id()
+        span = traceparent = None
+        tracing = self.runtime.tracing
+        if count and tracing.enabled:  # the runtime's own reports are not traced
+            span = tracing.publish_span(topic, self.agent_id, event_id, span_name)
+            traceparent = format_traceparent(span.trace_id, span.span_id, span.sampled)
         env = Envelope(
             topic=topic,
             data=data,
             payload=payload,
             content_type=content_type,
-            id=event_id or new_id(),
+            id=event_id,
             type=type,
             source=self.agent_id,
             correlation_id=correlation_id,
@@ -158,9 +166,12 @@ class Context:
             thread_id=thread_id,
             ttl_ms=ttl_ms,
             hops=hops,
+            traceparent=traceparent,
             headers=headers,
         )
         self.runtime.client.publish(env)
+        if span is not None:
+            tracing.end(span)
         if count:
             self.emitted += 1
             self.last_emit = time.monotonic()
@@ -195,6 +206,12 @@ class Context:
             RequestTimeout: no reply within ``timeout`` seconds.
             RemoteError: the responder's handler raised (its error is in the message).
         """
+        with self.runtime.tracing.span(
+            f"request {topic}", "client", agent=self.agent_id, attributes={"loom.topic": topic}
+        ):
+            return await self._request(topic, data, timeout)
+
+    async def _request(self, topic: str, data: Any, timeout: float) -> Envelope:
         correlation = new_id()
         box = self.client.expect_replies(self.inbox, correlation)
         try:
@@ -226,6 +243,7 @@ class Context:
             type=type,
             correlation_id=event.correlation_id or event.id,
             thread_id=event.thread_id or event.id,
+            span_name=f"reply {event.topic}",
         )
 
     # -- tools -----------------------------------------------------------------------
@@ -292,23 +310,37 @@ class Context:
 
     async def fan_out(self, *args: Any, **kwargs: Any) -> collaboration.FanInResult:
         """See :func:`loom_kernel.collaboration.fan_out`."""
-        return await collaboration.fan_out(self, *args, **kwargs)
+        with self._pattern_span("fan_out") as span:
+            result = await collaboration.fan_out(self, *args, **kwargs)
+            _describe_gathering(span, result)
+            return result
 
     async def fan_in(self, *args: Any, **kwargs: Any) -> collaboration.FanInResult:
         """See :func:`loom_kernel.collaboration.fan_in`."""
-        return await collaboration.fan_in(self, *args, **kwargs)
+        with self._pattern_span("fan_in") as span:
+            result = await collaboration.fan_in(self, *args, **kwargs)
+            _describe_gathering(span, result)
+            return result
 
     async def barrier(self, *args: Any, **kwargs: Any) -> list[str]:
         """See :func:`loom_kernel.collaboration.barrier`."""
-        return await collaboration.barrier(self, *args, **kwargs)
+        with self._pattern_span("barrier"):
+            return await collaboration.barrier(self, *args, **kwargs)
 
     async def contract_net(self, *args: Any, **kwargs: Any) -> collaboration.ContractResult:
         """See :func:`loom_kernel.collaboration.contract_net`."""
-        return await collaboration.contract_net(self, *args, **kwargs)
+        with self._pattern_span("contract_net"):
+            return await collaboration.contract_net(self, *args, **kwargs)
 
     async def bid(self, *args: Any, **kwargs: Any) -> Envelope | None:
         """See :func:`loom_kernel.collaboration.bid`."""
-        return await collaboration.bid(self, *args, **kwargs)
+        with self._pattern_span("bid"):
+            return await collaboration.bid(self, *args, **kwargs)
+
+    def _pattern_span(self, pattern: str) -> contextlib.AbstractContextManager[Span | None]:
+        return self.runtime.tracing.span(
+            pattern, agent=self.agent_id, attributes={"loom.pattern": pattern}
+        )
 
     def __repr__(self) -> str:
         return f"<Context {self.agent_id!r}>"
@@ -319,3 +351,17 @@ def raise_if_error(reply: Envelope, topic: str) -> None:
     if reply.type == "error":
         info = reply.data if isinstance(reply.data, dict) else {"message": str(reply.data)}
         raise RemoteError(topic, reply.source, info.get("error", "Error"), info.get("message", ""))
+
+
+def _describe_gathering(span: Span | None, result: collaboration.FanInResult) -> None:
+    """A fan-in's span links every event it gathered (each is its own causal chain)."""
+    if span is None:
+        return
+    span.set_attribute("loom.gathered", len(result.events))
+    span.set_attribute("loom.complete", result.complete)
+    if result.missing:
+        span.set_attribute("loom.missing", list(result.missing))
+    for event in result.events:
+        link = parse_traceparent(event.traceparent)
+        if link is not None:
+            span.add_link(link[0], link[1])

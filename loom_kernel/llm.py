@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import LLMConfig, LoomConfig
 from .errors import LLMError, LLMTimeout, LoomError
+from .spans import Span
 from .stats import LatencyRecorder
 from .tools import ToolInfo
 
@@ -323,16 +324,79 @@ class LLMProvider:
 
     async def _call(self, request: list[dict[str, Any]], params: dict[str, Any]) -> LLMResponse:
         _litellm()  # the first import takes seconds: not the model's latency
+        span = self._start_span(request, params)
         started = time.perf_counter()
         self.calls += 1
         try:
             raw = await self._acompletion(request, params)
         except LLMError as exc:
             self._failed(exc, started)
+            self._end_span(span, error=exc)
             raise
         response = self._response(raw, time.perf_counter() - started)
         self._record(response)
+        self._end_span(span, response=response)
         return response
+
+    def _start_span(self, request: list[dict[str, Any]], params: dict[str, Any]) -> Span | None:
+        """The client span of one call, with OpenTelemetry GenAI attributes."""
+        if self.ctx is None or not self.ctx.runtime.tracing.enabled:
+            return None
+        tracing = self.ctx.runtime.tracing
+        model = self.model if self.name == ROUTER else self.config.llm[self.name].model
+        system = model.split("/", 1)[0] if "/" in model else "openai"
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": system,
+            "gen_ai.provider.name": system,
+            "gen_ai.request.model": model,
+            "loom.llm.provider": self.name,
+        }
+        settings = self.config.llm.get(self.name)
+        for key, value in (
+            (
+                "gen_ai.request.temperature",
+                params.get("temperature", settings and settings.temperature),
+            ),
+            (
+                "gen_ai.request.max_tokens",
+                params.get("max_tokens", settings and settings.max_tokens),
+            ),
+        ):
+            if value is not None:
+                attributes[key] = value
+        span = tracing.start_span(
+            f"chat {model}", "client", agent=self.ctx.agent_id, attributes=attributes
+        )
+        if tracing.capture_content:
+            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(request)[:16000]})
+        return span
+
+    def _end_span(
+        self,
+        span: Span | None,
+        *,
+        response: LLMResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if span is None or self.ctx is None:
+            return
+        if response is not None:
+            usage = response.usage
+            span.set_attribute("gen_ai.response.model", response.model)
+            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason or ""])
+            span.set_attribute("loom.llm.latency_ms", round(usage.latency_s * 1000, 3))
+            if usage.cost_usd is not None:
+                span.set_attribute("loom.llm.cost_usd", usage.cost_usd)
+            if self.ctx.runtime.tracing.capture_content:
+                span.add_event(
+                    "gen_ai.content.completion", {"gen_ai.completion": response.text[:16000]}
+                )
+        if error is not None:
+            span.fail(error)
+        self.ctx.runtime.tracing.end(span)
 
     async def _acompletion(
         self, request: list[dict[str, Any]], params: dict[str, Any], *, stream: bool = False
@@ -563,6 +627,7 @@ class LLMStream:
         provider = self._provider
         params = {**self._params, "stream_options": {"include_usage": True}}
         _litellm()
+        span = provider._start_span(self._request, params)
         started = time.perf_counter()
         provider.calls += 1
         pieces: list[str] = []
@@ -582,10 +647,12 @@ class LLMStream:
                         yield piece
         except LLMError as exc:
             provider._failed(exc, started)
+            provider._end_span(span, error=exc)
             raise
         except Exception as exc:
             error = provider._translate(exc, self._params.get("timeout"))
             provider._failed(error, started)
+            provider._end_span(span, error=error)
             raise error from None
         self.response = LLMResponse(
             text="".join(pieces),
@@ -601,6 +668,7 @@ class LLMStream:
             finish_reason=finish,
         )
         provider._record(self.response)
+        provider._end_span(span, response=self.response)
 
 
 def _provider_key_set(model: str) -> bool:

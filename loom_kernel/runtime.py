@@ -38,7 +38,9 @@ from .errors import BusError, LoomError
 from .llm import LLMProvider
 from .memory import Memory, MemoryStore
 from .runner import AgentRunner, AgentStatistics, Middleware
+from .span_store import SpanCollector, SpanStore
 from .tools import ToolInfo
+from .tracing import Tracing
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime", "run"]
 
@@ -73,8 +75,13 @@ class Runtime:
         self.address: BusAddress | None = None
         self.middleware: list[Middleware] = []
         self.actions = ActionBroker(self)
+        self.tracing = Tracing(self)
+        if self.tracing.enabled:
+            self.middleware.append(self.tracing.middleware)
         self._memory_store: MemoryStore | None = None
         self._memory: Memory | None = None
+        self._collector: SpanCollector | None = None
+        self._collect_spans = False
         self._runners: dict[str, AgentRunner] = {}
         self._context: Context | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -112,6 +119,9 @@ class Runtime:
                 if not joined:
                     await self._embed(hwm)
         self._context = Context(self, self.client.client_id)
+        await self.tracing.start(self._context)
+        if self._collect_spans:
+            await self.start_span_collector()
         await self.actions.start(self._context)
         self._beat = asyncio.get_running_loop().create_task(
             self._heartbeat(), name="loom:heartbeat"
@@ -155,6 +165,7 @@ class Runtime:
             raise
         self.client, self.address = client, tcp_bound
         write_discovery(self.config.project_dir, tcp_bound, "embedded")
+        self._collect_spans = True
         log.info(
             "embedded bus at %s (publish) / %s (subscribe)", tcp_bound.publish, tcp_bound.subscribe
         )
@@ -172,6 +183,9 @@ class Runtime:
             await runner.stop()
             self._publish_heartbeat(runner)
         await self.actions.aclose()
+        await self.tracing.aclose(self._context)
+        if self._collector is not None:
+            await self._collector.aclose()
         if self._memory_store is not None:
             await self._memory_store.aclose()
         if self._context is not None:
@@ -271,6 +285,31 @@ class Runtime:
         """Subscribe from outside any agent; the subscription is live when this returns."""
         return await self.context.subscribe(pattern, qos=qos, **options)
 
+    async def start_span_collector(self) -> SpanCollector | None:
+        """Store the spans published on this bus in ``[tracing] store_path`` (done by the
+        process that runs the bus, when ``[tracing] collect`` is on)."""
+        settings = self.config.tracing
+        if self._collector is not None or not (settings.enabled and settings.collect):
+            return self._collector
+        store = SpanStore(
+            self.config.project_path(settings.store_path),
+            retention_hours=settings.retention_hours,
+            max_spans=settings.store_max_spans,
+        )
+        self._collector = SpanCollector(store)
+        await self._collector.start(self.context)
+        return self._collector
+
+    @property
+    def span_store(self) -> SpanStore:
+        """The project's span store (``[tracing] store_path``), for queries."""
+        settings = self.config.tracing
+        return SpanStore(
+            self.config.project_path(settings.store_path),
+            retention_hours=settings.retention_hours,
+            max_spans=settings.store_max_spans,
+        )
+
     @property
     def memory_store(self) -> MemoryStore:
         """The project's long-term memory (``[memory] path``), opened on first use."""
@@ -316,11 +355,17 @@ class Runtime:
                         self._publish_heartbeat(runner)
                 client = self.client.statistics()
                 self.context._publish(
-                    f"loom.client.{client.client_id}.stats", client.to_dict(), type="stats"
+                    f"loom.client.{client.client_id}.stats",
+                    client.to_dict(),
+                    type="stats",
+                    count=False,
                 )
                 if self.broker is not None:
                     self.context._publish(
-                        "loom.broker.stats", self.broker.statistics().to_dict(), type="stats"
+                        "loom.broker.stats",
+                        self.broker.statistics().to_dict(),
+                        type="stats",
+                        count=False,
                     )
             except LoomError as exc:
                 log.warning("heartbeat skipped: %s", exc)

@@ -1,0 +1,413 @@
+"""The span store: finished spans in SQLite, for the studio and ``loom traces``.
+
+The process that runs the project's bus collects the spans published on
+``loom.trace.spans.*`` into ``[tracing] store_path`` (:class:`SpanCollector`); anything
+can read the file afterwards, even when no agent runs (:class:`SpanStore`).
+
+>>> store = SpanStore(".loom/traces.db")                     # doctest: +SKIP
+>>> for summary in store.traces(limit=5): print(summary.root, summary.spans)
+>>> tree = store.trace(store.last_trace_id())
+>>> slow = store.query(name="chat", min_duration_ms=500, status="error")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .errors import LoomError
+from .spans import Span, SpanEvent
+
+if TYPE_CHECKING:
+    from .client import Subscription
+    from .context import Context
+
+__all__ = ["SpanCollector", "SpanStore", "TraceSummary"]
+
+log = logging.getLogger("loom.tracing.store")
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT, name TEXT NOT NULL,
+    kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL, status TEXT NOT NULL, status_message TEXT,
+    service TEXT, agent TEXT, attributes TEXT NOT NULL, events TEXT NOT NULL,
+    links TEXT NOT NULL, sampled INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent, start_ns);
+CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns);
+"""
+_COLUMNS = (
+    "trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, "
+    "service, agent, attributes, events, links, sampled"
+)
+_events = msgspec.json.Decoder(list[SpanEvent])
+_spans = msgspec.json.Decoder(list[Span])
+Since = float | datetime | timedelta | None
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """One trace, as ``loom traces`` lists it."""
+
+    trace_id: str
+    root: str
+    spans: int
+    agents: tuple[str, ...]
+    start_ns: int
+    duration_ms: float
+    errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "agents": list(self.agents)}
+
+
+class SpanStore:
+    """Spans in one SQLite file (WAL mode; safe with several processes).
+
+    Args:
+        path: the file (created with its folder on first use).
+        retention_hours: spans older than this are purged by :meth:`purge`.
+        max_spans: the store keeps at most this many spans (oldest go first).
+    """
+
+    def __init__(
+        self, path: str | Path, *, retention_hours: float = 24.0, max_spans: int = 1_000_000
+    ):
+        self.path = Path(path)
+        self.retention_hours = retention_hours
+        self.max_spans = max_spans
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+                    db.executescript(_SCHEMA)
+                    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            except (sqlite3.Error, OSError) as exc:
+                raise LoomError(
+                    f"cannot open the span store {self.path}: {exc} (set [tracing] store_path "
+                    "to a writable file)"
+                ) from None
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(self, spans: Iterable[Span]) -> int:
+        """Store spans (a span already stored is ignored); returns how many were new."""
+        rows = [
+            (
+                s.trace_id,
+                s.span_id,
+                s.parent_id,
+                s.name,
+                s.kind,
+                s.start_ns,
+                s.end_ns,
+                max(0, s.end_ns - s.start_ns),
+                s.status,
+                s.status_message,
+                s.service,
+                s.agent,
+                json.dumps(s.attributes, default=str),
+                msgspec.json.encode(s.events).decode(),
+                json.dumps(s.links),
+                int(s.sampled),
+            )
+            for s in spans
+        ]
+        if not rows:
+            return 0
+        db = self._db()
+        before = db.total_changes
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, "
+                "end_ns, duration_ns, status, status_message, service, agent, attributes, events, "
+                "links, sampled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
+
+    def purge(self, now: float | None = None) -> int:
+        """Drop spans past the retention time and beyond ``max_spans``; returns how many."""
+        db = self._db()
+        cutoff = int(((now or time.time()) - self.retention_hours * 3600) * 1e9)
+        before = db.total_changes
+        db.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,))
+        count = db.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        if count > self.max_spans:
+            db.execute(
+                "DELETE FROM spans WHERE start_ns <= (SELECT start_ns FROM spans "
+                "ORDER BY start_ns LIMIT 1 OFFSET ?)",
+                (count - self.max_spans - 1,),
+            )
+        return db.total_changes - before
+
+    # -- reading ---------------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        trace_id: str | None = None,
+        agent: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        min_duration_ms: float | None = None,
+        since: Since = None,
+        until: Since = None,
+        attribute: tuple[str, Any] | None = None,
+        service: str | None = None,
+        limit: int = 100,
+    ) -> list[Span]:
+        """Spans matching every given filter, newest first.
+
+        ``name`` matches a part of the span name (``"chat"`` finds ``chat deepseek/...``);
+        ``attribute`` is ``(key, value)``; ``since``/``until`` take epoch seconds,
+        datetimes, or a timedelta back from now.
+
+        Raises:
+            LoomError: a filter of the wrong type or value (the message says which).
+        """
+        where, params = [], []
+        for column, value in (("trace_id", trace_id), ("agent", agent), ("service", service)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(_text(value, column))
+        if status is not None:
+            if status not in ("ok", "error", "unset"):
+                raise LoomError(f"status={status!r}: use 'ok', 'error' or 'unset'")
+            where.append("status = ?")
+            params.append(status)
+        if name is not None:
+            where.append("instr(name, ?) > 0")
+            params.append(_text(name, "name"))
+        if min_duration_ms is not None:
+            if not isinstance(min_duration_ms, int | float) or min_duration_ms < 0:
+                raise LoomError(f"min_duration_ms={min_duration_ms!r}: use a number >= 0")
+            where.append("duration_ns >= ?")
+            params.append(int(min_duration_ms * 1e6))
+        if since is not None:
+            where.append("start_ns >= ?")
+            params.append(_ns(since, "since"))
+        if until is not None:
+            where.append("start_ns <= ?")
+            params.append(_ns(until, "until"))
+        if attribute is not None:
+            if not (isinstance(attribute, tuple) and len(attribute) == 2):
+                raise LoomError(f"attribute={attribute!r}: use a (key, value) pair")
+            where.append("json_extract(attributes, ?) = ?")
+            params.extend([f'$."{attribute[0]}"', attribute[1]])
+        if not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise LoomError(f"limit={limit!r}: use an int from 1 to 100000")
+        sql = f"SELECT {_COLUMNS} FROM spans"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_ns DESC LIMIT ?"
+        return [_span(row) for row in self._db().execute(sql, [*params, limit])]
+
+    def trace(self, trace_id: str) -> list[Span]:
+        """Every stored span of one trace, in start order."""
+        rows = self._db().execute(
+            f"SELECT {_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns",
+            (_text(trace_id, "trace_id"),),
+        )
+        return [_span(row) for row in rows]
+
+    def traces(
+        self,
+        *,
+        limit: int = 20,
+        since: Since = None,
+        agent: str | None = None,
+        errors_only: bool = False,
+    ) -> list[TraceSummary]:
+        """The most recent traces, newest first."""
+        where, params = [], []
+        if since is not None:
+            where.append("start_ns >= ?")
+            params.append(_ns(since, "since"))
+        if agent is not None:
+            where.append("trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)")
+            params.append(_text(agent, "agent"))
+        sql = (
+            "SELECT trace_id, MIN(start_ns), MAX(end_ns), COUNT(*), "
+            "SUM(status = 'error'), GROUP_CONCAT(DISTINCT agent) FROM spans"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " GROUP BY trace_id"
+            + (" HAVING SUM(status = 'error') > 0" if errors_only else "")
+            + " ORDER BY MIN(start_ns) DESC LIMIT ?"
+        )
+        db = self._db()
+        summaries = []
+        for trace_id, start, end, count, errors, agents in db.execute(sql, [*params, limit]):
+            root = db.execute(
+                "SELECT name FROM spans WHERE trace_id = ? ORDER BY parent_id IS NOT NULL, "
+                "start_ns LIMIT 1",
+                (trace_id,),
+            ).fetchone()
+            summaries.append(
+                TraceSummary(
+                    trace_id=trace_id,
+                    root=root[0] if root else "?",
+                    spans=count,
+                    agents=tuple(sorted(set((agents or "").split(",")) - {""})),
+                    start_ns=start,
+                    duration_ms=round((end - start) / 1e6, 3),
+                    errors=errors or 0,
+                )
+            )
+        return summaries
+
+    def last_trace_id(self) -> str | None:
+        row = (
+            self._db()
+            .execute("SELECT trace_id FROM spans ORDER BY start_ns DESC LIMIT 1")
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def count(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+
+
+class SpanCollector:
+    """Stores the spans published on the bus (run by the process that owns the bus)."""
+
+    def __init__(self, store: SpanStore):
+        self.store = store
+        self.stored = 0
+        self.malformed = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-spans")
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Subscription | None = None
+
+    async def start(self, ctx: Context) -> None:
+        self._sub = await ctx.subscribe(
+            "loom.trace.spans.*", qos="batched", max_size=64, max_delay=0.2
+        )
+        self._task = asyncio.get_running_loop().create_task(
+            self._collect(self._sub), name="loom:spans"
+        )
+
+    async def _collect(self, sub: Subscription) -> None:
+        loop = asyncio.get_running_loop()
+        last_purge = 0.0
+        async for batch in sub:
+            spans: list[Span] = []
+            for event in batch:
+                try:
+                    spans.extend(_spans.decode(event.payload))
+                except msgspec.ValidationError as exc:
+                    self.malformed += 1
+                    log.warning("malformed spans from %s: %s", event.source, exc)
+            purge = time.monotonic() - last_purge > 60
+            try:
+                self.stored += await loop.run_in_executor(self._executor, self._write, spans, purge)
+            except (LoomError, sqlite3.Error) as exc:
+                log.warning("%d spans not stored: %s", len(spans), exc)
+            if purge:
+                last_purge = time.monotonic()
+
+    def _write(self, spans: list[Span], purge: bool) -> int:
+        stored = self.store.add(spans)
+        if purge:
+            self.store.purge()
+        return stored
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            await self._sub.aclose()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.store.close)
+        self._executor.shutdown(wait=False)
+
+
+def _span(row: tuple[Any, ...]) -> Span:
+    (
+        trace_id,
+        span_id,
+        parent_id,
+        name,
+        kind,
+        start,
+        end,
+        status,
+        message,
+        service,
+        agent,
+        attributes,
+        events,
+        links,
+        sampled,
+    ) = row
+    return Span(
+        trace_id,
+        span_id,
+        parent_id,
+        name,
+        kind,
+        start,
+        end,
+        status,
+        message,
+        service or "",
+        agent,
+        json.loads(attributes),
+        _events.decode(events),
+        [tuple(link) for link in json.loads(links)],
+        bool(sampled),
+    )
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise LoomError(f"{what}={value!r}: use a non-empty str")
+    return value
+
+
+def _ns(value: Any, what: str) -> int:
+    if isinstance(value, timedelta):
+        return int((time.time() - value.total_seconds()) * 1e9)
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value * 1e9)
+    raise LoomError(f"{what}={value!r}: use epoch seconds, a datetime or a timedelta")

@@ -1,0 +1,328 @@
+"""Tracing: one trace per workflow, across agents and processes.
+
+Every runtime has a :class:`Tracing`. It records
+
+- a **publish** span (producer) for each event an agent or the runtime emits; its W3C
+  ``traceparent`` rides in the envelope;
+- a **handle** span (consumer; ``serve`` for tools, server kind for requests) around
+  each handler run, child of the publish span of the event it handles, so what the
+  handler emits, requests, calls or asks an LLM nests under it;
+- spans for requests, collaboration patterns (a fan-in links all its inputs), tool and
+  MCP calls, and LLM calls (OpenTelemetry GenAI attributes), made by those layers with
+  :meth:`Tracing.span`.
+
+Spans are sampled per trace (``[tracing] sample_ratio``, decided at the root and
+inherited through ``traceparent``); a span that ends in error is kept even in an
+unsampled trace. Finished spans are published in batches on
+``loom.trace.spans.<client id>`` (``docs/PROTOCOL.md``), where a span store collects
+them (:mod:`loom_kernel.span_store`), and handed to the OTLP exporter when
+``[tracing] otlp_endpoint`` is set. Spans made with the OpenTelemetry API inside a
+handler join the same trace (:mod:`loom_kernel.otel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import LoomError
+from .spans import (
+    Span,
+    current_span,
+    format_traceparent,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+)
+
+if TYPE_CHECKING:
+    from .agent import HandlerSpec
+    from .context import Context
+    from .envelope import Envelope
+    from .runner import Handler
+    from .runtime import Runtime
+
+__all__ = ["SPANS_TOPIC", "Tracing", "TracingStatistics"]
+
+log = logging.getLogger("loom.tracing")
+SPANS_TOPIC = "loom.trace.spans"
+FLUSH_INTERVAL = 0.5  # seconds between batches on the bus
+BATCH_SIZE = 256  # spans per bus message
+MAX_PENDING = 50_000  # spans waiting for a flush; past this, new ones are dropped and counted
+_TOOL_PREFIX = "loom.tool."
+_INHERIT: Any = object()
+
+
+@dataclass(frozen=True)
+class TracingStatistics:
+    """What the tracing layer of one runtime has done."""
+
+    enabled: bool
+    sample_ratio: float
+    recorded: int
+    exported: int
+    dropped: int
+    pending: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Tracing:
+    """The spans of one runtime; ``runtime.tracing``."""
+
+    def __init__(self, runtime: Runtime):
+        settings = runtime.config.tracing
+        self.runtime = runtime
+        self.enabled = settings.enabled
+        self.ratio = settings.sample_ratio
+        self.capture_content = settings.capture_content
+        self.service = ""
+        self.recorded = self.exported = self.dropped = 0
+        self._pending: list[Span] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._otlp: Any = None
+        self._resource: Any = None
+        self._forwarding: contextlib.ExitStack | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, ctx: Context) -> None:
+        if not self.enabled:
+            return
+        from . import otel
+
+        self.service = otel.process_service_name()
+        provider = otel.tracer_provider(self.service)
+        self._resource = provider.resource
+        endpoint = self.runtime.config.tracing.otlp_endpoint
+        if endpoint:
+            self._otlp = otel.otlp_processor(endpoint)
+        self._forwarding = contextlib.ExitStack()
+        self._forwarding.enter_context(otel.forwarding(self.record))
+        self._wake = asyncio.Event()
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(ctx), name="loom:tracing"
+        )
+
+    async def aclose(self, ctx: Context | None) -> None:
+        """Send what is pending, then stop (idempotent)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if ctx is not None:
+            self.flush(ctx)
+        if self._forwarding is not None:
+            self._forwarding.close()
+            self._forwarding = None
+        if self._otlp is not None:
+            otlp, self._otlp = self._otlp, None
+            await asyncio.to_thread(otlp.shutdown)
+
+    # -- making spans ----------------------------------------------------------------
+
+    def start_span(
+        self,
+        name: str,
+        kind: str = "internal",
+        *,
+        agent: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        parent: Span | tuple[str, str, bool] | None = _INHERIT,
+    ) -> Span:
+        """A started span: child of ``parent`` (default: the current span), else a new
+        trace, sampled with probability ``sample_ratio``."""
+        if parent is _INHERIT:
+            parent = current_span.get()
+        if parent is None:
+            trace_id, parent_id = new_trace_id(), None
+            sampled = self.ratio >= 1.0 or random.random() < self.ratio
+        elif isinstance(parent, Span):
+            trace_id, parent_id, sampled = parent.trace_id, parent.span_id, parent.sampled
+        else:
+            trace_id, parent_id, sampled = parent
+        return Span(
+            trace_id,
+            new_span_id(),
+            parent_id,
+            name,
+            kind,
+            time.time_ns(),
+            service=self.service,
+            agent=agent,
+            attributes=attributes if attributes is not None else {},
+            sampled=sampled,
+        )
+
+    def end(self, span: Span) -> None:
+        span.end_ns = time.time_ns()
+        if span.sampled or span.status == "error":
+            self.record(span)
+
+    def record(self, span: Span) -> None:
+        """Queue a finished span for export."""
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        self.recorded += 1
+        self._pending.append(span)
+        if len(self._pending) >= BATCH_SIZE and self._wake is not None:
+            self._wake.set()
+
+    @contextlib.contextmanager
+    def span(
+        self,
+        name: str,
+        kind: str = "internal",
+        *,
+        agent: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Iterator[Span | None]:
+        """A span around a block: current while the block runs, an error if it raises.
+
+        Yields None when tracing is off, so callers write ``if span is not None``.
+        """
+        if not self.enabled:
+            yield None
+            return
+        span = self.start_span(name, kind, agent=agent, attributes=attributes)
+        token = current_span.set(span)
+        try:
+            yield span
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                span.fail(exc)
+            raise
+        finally:
+            current_span.reset(token)
+            self.end(span)
+
+    # -- the two per-event spans -----------------------------------------------------
+
+    def publish_span(self, topic: str, agent: str, event_id: str, name: str | None = None) -> Span:
+        """The producer span of one emit; its ``traceparent`` goes in the envelope."""
+        return self.start_span(
+            name or f"publish {topic}",
+            "producer",
+            agent=agent,
+            attributes={
+                "messaging.system": "loom",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": topic,
+                "messaging.message.id": event_id,
+            },
+        )
+
+    def middleware(self, spec: HandlerSpec, handler: Handler) -> Handler:
+        """Wraps a handler in its consumer span (the runtime's middleware hook)."""
+        tool = spec.pattern[len(_TOOL_PREFIX) :] if spec.pattern.startswith(_TOOL_PREFIX) else None
+
+        async def traced(item: Any, ctx: Context) -> None:
+            batch = isinstance(item, list)
+            event: Envelope = item[0] if batch else item
+            span = self._handler_span(event, spec, tool, ctx.agent_id)
+            if batch:
+                for other in item[1:]:
+                    link = parse_traceparent(other.traceparent)
+                    if link is not None:
+                        span.add_link(link[0], link[1])
+            token = current_span.set(span)
+            try:
+                await handler(item, ctx)
+            except Exception as exc:
+                span.fail(exc)
+                raise
+            finally:
+                current_span.reset(token)
+                self.end(span)
+
+        return traced
+
+    def _handler_span(
+        self, event: Envelope, spec: HandlerSpec, tool: str | None, agent: str
+    ) -> Span:
+        if tool is not None:
+            name, kind = f"serve {tool}", "server"
+        else:
+            name = f"handle {event.topic}"
+            kind = "server" if event.type == "request" else "consumer"
+        attributes = {
+            "messaging.system": "loom",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": event.topic,
+            "messaging.message.id": event.id,
+            "loom.handler": spec.name,
+        }
+        if event.source:
+            attributes["loom.source"] = event.source
+        return self.start_span(
+            name,
+            kind,
+            agent=agent,
+            attributes=attributes,
+            parent=parse_traceparent(event.traceparent),
+        )
+
+    @staticmethod
+    def traceparent(span: Span) -> str:
+        return format_traceparent(span.trace_id, span.span_id, span.sampled)
+
+    # -- export ----------------------------------------------------------------------
+
+    async def _flush_loop(self, ctx: Context) -> None:
+        wake = self._wake
+        assert wake is not None  # set by start()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), FLUSH_INTERVAL)
+            wake.clear()
+            try:
+                self.flush(ctx)
+            except LoomError as exc:  # the bus is closing: the spans are lost, counted
+                log.warning("spans not exported: %s", exc)
+
+    def flush(self, ctx: Context) -> None:
+        """Publish every pending span now (batches of ``BATCH_SIZE``)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        topic = f"{SPANS_TOPIC}.{ctx.client.client_id}"
+        sent = 0
+        try:
+            for start in range(0, len(pending), BATCH_SIZE):
+                batch = pending[start : start + BATCH_SIZE]
+                ctx._publish(topic, batch, type="spans", count=False)
+                sent += len(batch)
+        finally:
+            self.exported += sent
+            self.dropped += len(pending) - sent
+            if self._otlp is not None:
+                self._to_otlp(pending)
+
+    def _to_otlp(self, spans: list[Span]) -> None:
+        from .otel import to_readable
+
+        for span in spans:
+            try:
+                self._otlp.on_end(to_readable(span, self._resource))
+            except Exception as exc:  # a malformed id from a foreign publisher
+                log.warning("span %s not sent over OTLP: %s", span.name, exc)
+
+    def statistics(self) -> TracingStatistics:
+        return TracingStatistics(
+            enabled=self.enabled,
+            sample_ratio=self.ratio,
+            recorded=self.recorded,
+            exported=self.exported,
+            dropped=self.dropped,
+            pending=len(self._pending),
+        )

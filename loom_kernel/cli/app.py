@@ -7,7 +7,7 @@ import os
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, mcp, tools
+from . import bench, bus, mcp, tools, traces
 
 app = typer.Typer(
     name="loom",
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.command("bus")(bus.bus)
 app.command("bench")(bench.bench)
 app.command("tools")(tools.tools)
+app.command("traces")(traces.traces)
+app.command("trace")(traces.trace)
 app.add_typer(mcp.app, name="mcp")
 
 

@@ -13,11 +13,10 @@ import typer
 from rich.console import Console
 
 from ..bus import Broker, BusAddress
-from ..client import BusClient
-from ..config import load_config
+from ..config import LoomConfig, load_config
 from ..discovery import discovery_lock, read_discovery, remove_discovery, write_discovery
-from ..envelope import Envelope, encode_data
 from ..errors import BusError
+from ..runtime import Runtime, open_runtime
 
 DEFAULT_URL = "tcp://127.0.0.1:7355"
 
@@ -41,17 +40,12 @@ def bus(
     """
     settings = load_config(config)
     chosen = url or settings.bus.url or DEFAULT_URL
-    asyncio.run(
-        _serve(
-            BusAddress.parse(chosen), settings.project_dir, settings.bus.hwm, stats_interval, quiet
-        )
-    )
+    asyncio.run(_serve(BusAddress.parse(chosen), settings, stats_interval, quiet))
 
 
-async def _serve(
-    address: BusAddress, project: Path, hwm: int, interval: float, quiet: bool
-) -> None:
+async def _serve(address: BusAddress, settings: LoomConfig, interval: float, quiet: bool) -> None:
     console = Console(stderr=True)
+    project = settings.project_dir
     async with discovery_lock(project):
         running = read_discovery(project)
         if running is not None:
@@ -59,7 +53,7 @@ async def _serve(
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = Broker([address], hwm=hwm)
+        broker = Broker([address], hwm=settings.bus.hwm)
         (bound,) = broker.start()
         write_discovery(project, bound, "standalone")
     stop = asyncio.Event()
@@ -70,37 +64,41 @@ async def _serve(
         f"[bold green]loom bus[/] publish {bound.publish}  subscribe {bound.subscribe}  "
         f"(project {project})"
     )
-    client = BusClient(_loopback(bound), name="bus")
     try:
-        await client.connect()
-        started = time.monotonic()
-        last = broker.statistics()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            stats = broker.statistics()
-            payload, content_type = encode_data(stats.to_dict())
-            client.publish(
-                Envelope(
-                    topic="loom.broker.stats",
-                    payload=payload,
-                    type="stats",
-                    content_type=content_type,
-                    source=client.client_id,
-                )
-            )
-            if not quiet:
-                rate = (stats.frames_out - last.frames_out) / 3 / interval
-                console.print(
-                    f"{time.monotonic() - started:8.0f}s  events in {stats.frames_in // 3:,}  "
-                    f"out {stats.frames_out // 3:,}  ~{rate:,.0f} ev/s"
-                )
-            last = stats
+        async with open_runtime(settings, bus=_loopback(bound).publish) as rt:
+            collector = await rt.start_span_collector()
+            if collector is not None and not quiet:
+                console.print(f"storing spans in {collector.store.path}")
+            await _report(rt, broker, stop, console, interval, quiet)
     finally:
-        await client.aclose()
         broker.close()
         remove_discovery(project)
         console.print("[bold]loom bus stopped[/]")
+
+
+async def _report(
+    rt: Runtime,
+    broker: Broker,
+    stop: asyncio.Event,
+    console: Console,
+    interval: float,
+    quiet: bool,
+) -> None:
+    """Publish the broker's statistics (and print them) until told to stop."""
+    started = time.monotonic()
+    last = broker.statistics()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        stats = broker.statistics()
+        rt.context._publish("loom.broker.stats", stats.to_dict(), type="stats", count=False)
+        if not quiet:
+            rate = (stats.frames_out - last.frames_out) / 3 / interval
+            console.print(
+                f"{time.monotonic() - started:8.0f}s  events in {stats.frames_in // 3:,}  "
+                f"out {stats.frames_out // 3:,}  ~{rate:,.0f} ev/s"
+            )
+        last = stats
 
 
 def _loopback(address: BusAddress) -> BusAddress:

@@ -1,0 +1,149 @@
+"""``loom traces`` and ``loom trace``: the span store, read from the terminal."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from ..errors import LoomError
+from ..span_store import SpanStore
+from ..spans import Span
+from .project import load_project
+
+
+def _store(config: Path | None) -> SpanStore:
+    settings = load_project(config)
+    path = settings.project_path(settings.tracing.store_path)
+    if not path.is_file():
+        raise LoomError(
+            f"no span store at {path}: traces are stored by the process that runs the bus "
+            "(an embedded bus, or `loom bus`) while [tracing] enabled and collect are on"
+        )
+    return SpanStore(path)
+
+
+def traces(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many traces.")] = 20,
+    agent: Annotated[str | None, typer.Option(help="Only traces this agent took part in.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
+    minutes: Annotated[float | None, typer.Option(help="Only the last N minutes.")] = None,
+    config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List recent traces: root span, spans, agents, duration, errors.
+
+    Examples: `loom traces`, `loom traces --errors -n 5`, `loom traces --agent planner`.
+    """
+    store = _store(config)
+    since = timedelta(minutes=minutes) if minutes is not None else None
+    found = store.traces(limit=limit, since=since, agent=agent, errors_only=errors)
+    if as_json:
+        print(json.dumps([summary.to_dict() for summary in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} recent traces ({store.path})")
+    table.add_column("trace id", no_wrap=True, min_width=32)
+    for column in ("started", "root", "spans", "agents", "ms", "errors"):
+        table.add_column(column, justify="right" if column in ("spans", "ms", "errors") else "left")
+    for summary in found:
+        table.add_row(
+            summary.trace_id,
+            datetime.fromtimestamp(summary.start_ns / 1e9).strftime("%H:%M:%S.%f")[:-3],
+            summary.root,
+            str(summary.spans),
+            ", ".join(summary.agents),
+            f"{summary.duration_ms:,.2f}",
+            f"[red]{summary.errors}[/]" if summary.errors else "0",
+        )
+    Console().print(table)
+
+
+def trace(
+    trace_id: Annotated[str | None, typer.Argument(help="The trace (see `loom traces`).")] = None,
+    last: Annotated[bool, typer.Option("--last", help="The most recent trace.")] = False,
+    attributes: Annotated[
+        bool, typer.Option("--attributes/--no-attributes", "-a", help="Show span attributes.")
+    ] = True,
+    config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the spans as JSON.")] = False,
+) -> None:
+    """Print one trace as a tree of spans with timings (and attributes).
+
+    Examples: `loom trace --last`, `loom trace 4bf92f3577b34da6a3ce929d0e0e4736 --json`.
+    """
+    store = _store(config)
+    if trace_id is None and not last:
+        raise LoomError("name a trace id (see `loom traces`) or pass --last")
+    chosen = store.last_trace_id() if last else trace_id
+    spans = store.trace(chosen) if chosen else []
+    if not spans:
+        raise LoomError(f"no trace {chosen!r} in {store.path}: `loom traces` lists what is stored")
+    if as_json:
+        print(json.dumps([_span_dict(span) for span in spans], indent=2, default=str))
+        return
+    Console().print(_tree(spans, attributes))
+
+
+def _span_dict(span: Span) -> dict[str, object]:
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "kind": span.kind,
+        "agent": span.agent,
+        "service": span.service,
+        "start_ns": span.start_ns,
+        "duration_ms": round(span.duration_ms, 3),
+        "status": span.status,
+        "status_message": span.status_message,
+        "attributes": span.attributes,
+        "events": [
+            {"name": e.name, "ts_ns": e.ts_ns, "attributes": e.attributes} for e in span.events
+        ],
+        "links": [list(link) for link in span.links],
+    }
+
+
+def _tree(spans: list[Span], attributes: bool) -> Tree:
+    start = spans[0].start_ns
+    total = max(span.end_ns for span in spans) - start
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[Span]] = {}
+    for span in spans:
+        parent = span.parent_id if span.parent_id in ids else None
+        children.setdefault(parent, []).append(span)
+    errors = sum(span.status == "error" for span in spans)
+    agents = sorted({span.agent for span in spans if span.agent})
+    root = Tree(
+        f"[bold]trace {spans[0].trace_id}[/]  {len(spans)} spans  {total / 1e6:,.2f} ms  "
+        f"agents: {', '.join(agents)}" + (f"  [red]{errors} error(s)[/]" if errors else "")
+    )
+
+    def add(node: Tree, span: Span) -> None:
+        colour = "red" if span.status == "error" else "cyan"
+        label = (
+            f"[{colour}]{span.name}[/]  [dim]{span.kind}[/]  {span.agent or '-'}  "
+            f"+{(span.start_ns - start) / 1e6:,.2f} ms  [bold]{span.duration_ms:,.3f} ms[/]"
+        )
+        if span.status_message:
+            label += f"  [red]{span.status_message}[/]"
+        if span.links:
+            label += f"  [magenta]links: {len(span.links)}[/]"
+        branch = node.add(label)
+        if attributes and span.attributes:
+            shown = "  ".join(f"{key}={value}" for key, value in span.attributes.items())
+            branch.add(f"[dim]{escape(shown)}[/]")
+        for child in children.get(span.span_id, []):
+            add(branch, child)
+
+    for top in children.get(None, []):
+        add(root, top)
+    return root

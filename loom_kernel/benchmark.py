@@ -8,7 +8,10 @@ Three measurements, each in fresh processes (``spawn``), on loopback TCP:
    an agent whose ``@on_event("bench.*")`` handler counts; a publisher process joins
    the same bus by discovery and ``ctx.emit``\\ s ``count`` events as fast as it can.
    Every event crosses the broker and is decoded into an ``Envelope``.
-3. **Latency** — the same topology, the publisher paced at fixed rates; the handler
+3. **Tracing** — the Loom throughput run again with tracing on and every event sampled
+   (a publish span per emit, a handle span per handler run, exported on the bus); the
+   cost is ``1 - traced / untraced``. The other runs have tracing off.
+4. **Latency** — the same topology, the publisher paced at fixed rates; the handler
    records ``now - event.ts`` for every event. Sent and received are counted.
 
 Rates are taken at the receiver, from its first to its last message.
@@ -208,13 +211,16 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
         await asyncio.sleep(0.2)  # let the PUB socket flush before the runtime closes
 
 
-def _loom_round(count: int, rate: float) -> dict[str, Any]:
+def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, Any]:
     spawn = mp.get_context("spawn")
     # Generous: the run itself, plus process start-up; a rate of 0 means "as fast as possible".
     patience = 120 + (count / rate if rate > 0 else count / 20_000)
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as folder:
         project = Path(folder)
-        (project / "loom.toml").write_text('[bus]\nmode = "auto"\n')
+        # Tracing off is the bus alone; on, every event is sampled: a publish span in the
+        # publisher, a handle span in the receiver, both exported on the bus in batches.
+        tracing = "sample_ratio = 1.0\ncollect = false" if traced else "enabled = false"
+        (project / "loom.toml").write_text(f'[bus]\nmode = "auto"\n[tracing]\n{tracing}\n')
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=_loom_receiver, args=(folder, ready, results, count))
         sender = spawn.Process(target=_loom_sender, args=(folder, count, rate))
@@ -234,8 +240,8 @@ def _loom_round(count: int, rate: float) -> dict[str, Any]:
     return outcome
 
 
-def measure_loom(count: int) -> dict[str, float]:
-    outcome = _loom_round(count, 0)
+def measure_loom(count: int, *, traced: bool = False) -> dict[str, float]:
+    outcome = _loom_round(count, 0, traced=traced)
     seconds = max(outcome["seconds"], 1e-9)
     return {"received": outcome["received"], "eps": outcome["received"] / seconds}
 
@@ -264,12 +270,17 @@ def run_bench(plan: BenchPlan, progress: Callable[[str], None] = lambda _: None)
     raw = measure_raw(plan.count)
     progress(f"Loom through the broker to a handler, {plan.count:,} events")
     loom = measure_loom(plan.count)
+    progress(f"the same with tracing on (every event sampled), {plan.count:,} events")
+    traced = measure_loom(plan.count, traced=True)
     result.throughput = {
         "raw_pyzmq_eps": round(raw["eps"]),
         "loom_eps": round(loom["eps"]),
         "ratio": round(loom["eps"] / raw["eps"], 3) if raw["eps"] else 0.0,
+        "loom_traced_eps": round(traced["eps"]),
+        "tracing_cost": round(1 - traced["eps"] / loom["eps"], 3) if loom["eps"] else 0.0,
         "raw_received": raw["received"],
         "loom_received": loom["received"],
+        "loom_traced_received": traced["received"],
         "count": plan.count,
     }
     for rate in plan.rates:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import collaboration
 from .envelope import Envelope, encode_data, new_id
 from .errors import LoomError, RemoteError, RequestTimeout
-from .spans import Span, format_traceparent, parse_traceparent
+from .spans import Span, parse_traceparent
 from .topics import validate_topic
 
 if TYPE_CHECKING:
@@ -148,11 +148,10 @@ class Context:
                     "each other in a loop (raise max_hops if the chain is meant to be that long)"
                 )
         event_id = event_id or new_id()
-        span = traceparent = None
+        started = traceparent = None
         tracing = self.runtime.tracing
         if count and tracing.enabled:  # the runtime's own reports are not traced
-            span = tracing.publish_span(topic, self.agent_id, event_id, span_name)
-            traceparent = format_traceparent(span.trace_id, span.span_id, span.sampled)
+            traceparent, started = tracing.begin_publish(topic, self.agent_id, event_id, span_name)
         env = Envelope(
             topic=topic,
             data=data,
@@ -170,8 +169,8 @@ class Context:
             headers=headers,
         )
         self.runtime.client.publish(env)
-        if span is not None:
-            tracing.end(span)
+        if started is not None:
+            tracing.end_publish(started)
         if count:
             self.emitted += 1
             self.last_emit = time.monotonic()

@@ -139,6 +139,9 @@ def to_readable(span: Span, resource: Resource) -> ReadableSpan:
     attributes = {k: _otel_value(v) for k, v in span.attributes.items()}
     if span.agent:
         attributes["loom.agent"] = span.agent
+    if "messaging.destination.name" in attributes:  # implied on the bus, explicit for OTLP
+        attributes["messaging.system"] = "loom"
+        attributes["messaging.operation.type"] = "publish" if span.kind == "producer" else "process"
     return ReadableSpan(
         name=span.name,
         context=context,

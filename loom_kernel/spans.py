@@ -40,35 +40,48 @@ _getrandbits = random.getrandbits  # reseeded in forked children by the random m
 
 def new_trace_id() -> str:
     """32 hex digits, never all zero."""
-    return f"{_getrandbits(128) or 1:032x}"
+    return (_getrandbits(128) or 1).to_bytes(16, "big").hex()
 
 
 def new_span_id() -> str:
     """16 hex digits, never all zero."""
-    return f"{_getrandbits(64) or 1:016x}"
+    return (_getrandbits(64) or 1).to_bytes(8, "big").hex()
 
 
 def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_SAMPLED_DIGITS = frozenset("13579bdfBDF")
+
+
 def parse_traceparent(value: str | None) -> tuple[str, str, bool] | None:
     """``(trace_id, span_id, sampled)`` of a W3C ``traceparent``, or None if malformed.
 
-    The flags are a bit field (the SDK writes ``03`` for random + sampled).
+    The flags are a bit field (the SDK writes ``03`` for random + sampled). This runs
+    once per handled event, so it checks the shape and the flags only; the ids are
+    checked as hex when spans leave Loom (the store, OTLP).
     """
     if not value or len(value) < 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
         return None
     trace_id, span_id = value[3:35], value[36:52]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN or not _hex(value[53:55]):
+        return None
+    return trace_id, span_id, value[54] in _SAMPLED_DIGITS
+
+
+def valid_ids(trace_id: str, span_id: str | None = None) -> bool:
+    """Whether ids are hex (checked when spans leave Loom, not per event)."""
+    return _hex(trace_id) and (span_id is None or _hex(span_id))
+
+
+def _hex(text: str) -> bool:
     try:
-        flags = int(value[53:55], 16)
-        int(trace_id, 16)
-        int(span_id, 16)
+        bytes.fromhex(text)
     except ValueError:
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
-        return None
-    return trace_id, span_id, bool(flags & 1)
+        return False
+    return True
 
 
 class SpanEvent(msgspec.Struct, array_like=True, gc=False):

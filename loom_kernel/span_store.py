@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .errors import LoomError
-from .spans import Span, SpanEvent
+from .spans import Span, SpanEvent, valid_ids
 
 if TYPE_CHECKING:
     from .client import Subscription
@@ -330,10 +330,16 @@ class SpanCollector:
             spans: list[Span] = []
             for event in batch:
                 try:
-                    spans.extend(_spans.decode(event.payload))
-                except msgspec.ValidationError as exc:
+                    decoded = _spans.decode(event.payload)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     self.malformed += 1
                     log.warning("malformed spans from %s: %s", event.source, exc)
+                    continue
+                for span in decoded:
+                    if valid_ids(span.trace_id, span.span_id):
+                        spans.append(span)
+                    else:
+                        self.malformed += 1
             purge = time.monotonic() - last_purge > 60
             try:
                 self.stored += await loop.run_in_executor(self._executor, self._write, spans, purge)

@@ -9,7 +9,7 @@ import pytest
 
 from loom_kernel import Agent, Runtime, on_event, open_runtime, tool
 from loom_kernel.config import parse_config
-from loom_kernel.spans import Span, format_traceparent, parse_traceparent
+from loom_kernel.spans import Span, format_traceparent, parse_traceparent, valid_ids
 from loom_kernel.tracing import Tracing
 from tests.conftest import wait_until
 from tests.kernel.conftest import next_event
@@ -185,14 +185,12 @@ def test_traceparent_parsing_rejects_malformed_values() -> None:
     assert parse_traceparent(good) == ("a" * 32, "b" * 16, True)
     assert parse_traceparent(good[:-2] + "03") == ("a" * 32, "b" * 16, True)  # a bit field
     assert parse_traceparent(good[:-2] + "00")[2] is False
-    for bad in (
-        None,
-        "",
-        "00-xyz",
-        "00-" + "0" * 32 + "-" + "b" * 16 + "-01",
-        good.replace("a", "g"),
-    ):
+    zero_trace = "00-" + "0" * 32 + "-" + "b" * 16 + "-01"
+    for bad in (None, "", "00-xyz", zero_trace, good[:-2] + "zz", good.replace("-", "_")):
         assert parse_traceparent(bad) is None
+    # ids are checked as hex when spans leave Loom, not per event
+    assert valid_ids("a" * 32, "b" * 16)
+    assert not valid_ids("g" * 32)
 
 
 async def test_runtime_reports_are_not_traced(project: Path) -> None:

@@ -81,6 +81,7 @@ class Runtime:
         self._memory_store: MemoryStore | None = None
         self._memory: Memory | None = None
         self._collector: SpanCollector | None = None
+        self._span_store: SpanStore | None = None
         self._collect_spans = False
         self._runners: dict[str, AgentRunner] = {}
         self._context: Context | None = None
@@ -186,6 +187,8 @@ class Runtime:
         await self.tracing.aclose(self._context)
         if self._collector is not None:
             await self._collector.aclose()
+        if self._span_store is not None:
+            self._span_store.close()
         if self._memory_store is not None:
             await self._memory_store.aclose()
         if self._context is not None:
@@ -303,12 +306,14 @@ class Runtime:
     @property
     def span_store(self) -> SpanStore:
         """The project's span store (``[tracing] store_path``), for queries."""
-        settings = self.config.tracing
-        return SpanStore(
-            self.config.project_path(settings.store_path),
-            retention_hours=settings.retention_hours,
-            max_spans=settings.store_max_spans,
-        )
+        if self._span_store is None:
+            settings = self.config.tracing
+            self._span_store = SpanStore(
+                self.config.project_path(settings.store_path),
+                retention_hours=settings.retention_hours,
+                max_spans=settings.store_max_spans,
+            )
+        return self._span_store
 
     @property
     def memory_store(self) -> MemoryStore:

@@ -165,15 +165,16 @@ class SpanStore:
     def purge(self, now: float | None = None) -> int:
         """Drop spans past the retention time and beyond ``max_spans``; returns how many."""
         db = self._db()
-        cutoff = int(((now or time.time()) - self.retention_hours * 3600) * 1e9)
+        clock = now if now is not None else time.time()
+        cutoff = int((clock - self.retention_hours * 3600) * 1e9)
         before = db.total_changes
         db.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,))
         count = db.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
         if count > self.max_spans:
             db.execute(
-                "DELETE FROM spans WHERE start_ns <= (SELECT start_ns FROM spans "
-                "ORDER BY start_ns LIMIT 1 OFFSET ?)",
-                (count - self.max_spans - 1,),
+                "DELETE FROM spans WHERE (trace_id, span_id) IN (SELECT trace_id, span_id "
+                "FROM spans ORDER BY start_ns LIMIT ?)",
+                (count - self.max_spans,),
             )
         return db.total_changes - before
 
@@ -216,7 +217,7 @@ class SpanStore:
             where.append("instr(name, ?) > 0")
             params.append(_text(name, "name"))
         if min_duration_ms is not None:
-            if not isinstance(min_duration_ms, int | float) or min_duration_ms < 0:
+            if not _number(min_duration_ms) or min_duration_ms < 0:
                 raise LoomError(f"min_duration_ms={min_duration_ms!r}: use a number >= 0")
             where.append("duration_ns >= ?")
             params.append(int(min_duration_ms * 1e6))
@@ -229,10 +230,16 @@ class SpanStore:
         if attribute is not None:
             if not (isinstance(attribute, tuple) and len(attribute) == 2):
                 raise LoomError(f"attribute={attribute!r}: use a (key, value) pair")
+            key, value = attribute
+            if not isinstance(key, str) or not key or '"' in key:
+                raise LoomError(f"attribute={attribute!r}: use a non-empty str key without '\"'")
+            if not isinstance(value, str | int | float | bool):
+                raise LoomError(
+                    f"attribute={attribute!r}: compare with a str, int, float or bool value"
+                )
             where.append("json_extract(attributes, ?) = ?")
-            params.extend([f'$."{attribute[0]}"', attribute[1]])
-        if not isinstance(limit, int) or not 1 <= limit <= 100_000:
-            raise LoomError(f"limit={limit!r}: use an int from 1 to 100000")
+            params.extend([f'$."{key}"', value])
+        _check_limit(limit)
         sql = f"SELECT {_COLUMNS} FROM spans"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -256,6 +263,9 @@ class SpanStore:
         errors_only: bool = False,
     ) -> list[TraceSummary]:
         """The most recent traces, newest first."""
+        _check_limit(limit)
+        if not isinstance(errors_only, bool):
+            raise LoomError(f"errors_only={errors_only!r}: use True or False")
         where, params = [], []
         if since is not None:
             where.append("start_ns >= ?")
@@ -291,6 +301,29 @@ class SpanStore:
                 )
             )
         return summaries
+
+    def resolve(self, prefix: str) -> str:
+        """The full id of the one stored trace starting with ``prefix`` (as git does).
+
+        Raises:
+            LoomError: no such trace, or the prefix is ambiguous.
+        """
+        text = _text(prefix, "trace id").lower()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ? AND trace_id < ? LIMIT 2",
+                (text, text + "g"),
+            )
+            .fetchall()
+        )
+        if not rows:
+            raise LoomError(
+                f"no trace {prefix!r} in {self.path}: `loom traces` lists what is stored"
+            )
+        if len(rows) > 1:
+            raise LoomError(f"trace id prefix {prefix!r} is ambiguous: give more digits")
+        return rows[0][0]
 
     def last_trace_id(self) -> str | None:
         row = (
@@ -401,6 +434,15 @@ def _span(row: tuple[Any, ...]) -> Span:
         [tuple(link) for link in json.loads(links)],
         bool(sampled),
     )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_limit(limit: Any) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise LoomError(f"limit={limit!r}: use an int from 1 to 100000")
 
 
 def _text(value: Any, what: str) -> str:

@@ -229,7 +229,9 @@ class Tracing:
 
     def end_publish(self, started: tuple[Any, ...]) -> None:
         trace_id, span_id, parent_id, name, start, sampled, topic, event_id, agent = started
-        if sampled and len(self._pending) < MAX_PENDING:
+        if sampled and len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+        elif sampled:
             attributes = {"messaging.destination.name": topic, "messaging.message.id": event_id}
             self._pending.append(
                 (
@@ -297,8 +299,11 @@ class Tracing:
             finally:
                 current_span.reset(token)
                 span.end_ns = time_ns()
-                if (span.sampled or span.status == "error") and len(pending) < MAX_PENDING:
-                    pending.append(span)
+                if span.sampled or span.status == "error":
+                    if len(pending) < MAX_PENDING:
+                        pending.append(span)
+                    else:
+                        self.dropped += 1
 
         return traced
 

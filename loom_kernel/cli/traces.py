@@ -49,13 +49,17 @@ def traces(
         print(json.dumps([summary.to_dict() for summary in found], indent=2))
         return
     table = Table(title=f"{len(found)} recent traces ({store.path})")
-    table.add_column("trace id", no_wrap=True, min_width=32)
-    for column in ("started", "root", "spans", "agents", "ms", "errors"):
-        table.add_column(column, justify="right" if column in ("spans", "ms", "errors") else "left")
+    table.add_column("trace", no_wrap=True)  # a prefix: `loom trace` takes it
+    table.add_column("started", no_wrap=True)
+    table.add_column("root", no_wrap=True, min_width=18, overflow="ellipsis")
+    table.add_column("spans", justify="right")
+    table.add_column("agents", overflow="fold")
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("errors", justify="right")
     for summary in found:
         table.add_row(
-            summary.trace_id,
-            datetime.fromtimestamp(summary.start_ns / 1e9).strftime("%H:%M:%S.%f")[:-3],
+            summary.trace_id[:12],
+            datetime.fromtimestamp(summary.start_ns / 1e9).strftime("%H:%M:%S"),
             summary.root,
             str(summary.spans),
             ", ".join(summary.agents),
@@ -66,7 +70,9 @@ def traces(
 
 
 def trace(
-    trace_id: Annotated[str | None, typer.Argument(help="The trace (see `loom traces`).")] = None,
+    trace_id: Annotated[
+        str | None, typer.Argument(help="The trace id, or a unique prefix (see `loom traces`).")
+    ] = None,
     last: Annotated[bool, typer.Option("--last", help="The most recent trace.")] = False,
     attributes: Annotated[
         bool, typer.Option("--attributes/--no-attributes", "-a", help="Show span attributes.")
@@ -78,13 +84,16 @@ def trace(
 
     Examples: `loom trace --last`, `loom trace 4bf92f3577b34da6a3ce929d0e0e4736 --json`.
     """
-    store = _store(config)
     if trace_id is None and not last:
         raise LoomError("name a trace id (see `loom traces`) or pass --last")
-    chosen = store.last_trace_id() if last else trace_id
-    spans = store.trace(chosen) if chosen else []
-    if not spans:
-        raise LoomError(f"no trace {chosen!r} in {store.path}: `loom traces` lists what is stored")
+    store = _store(config)
+    if last:
+        chosen = store.last_trace_id()
+        if chosen is None:
+            raise LoomError(f"no traces stored yet in {store.path}")
+    else:
+        chosen = store.resolve(trace_id or "")
+    spans = store.trace(chosen)
     if as_json:
         print(json.dumps([_span_dict(span) for span in spans], indent=2, default=str))
         return

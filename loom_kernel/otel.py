@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -57,14 +59,46 @@ def process_service_name() -> str:
 
 
 class _Forward(SpanProcessor):
-    """Hands spans made with the OpenTelemetry API to the open runtimes' recorders."""
+    """Hands spans made with the OpenTelemetry API to the open runtimes' recorders:
+    those of sampled traces, and errors of any trace (as for Loom's own spans)."""
 
     def on_end(self, span: ReadableSpan) -> None:
         if not _sinks:
             return
+        sampled = span.get_span_context().trace_flags.sampled
+        if not sampled and span.status.status_code is not StatusCode.ERROR:
+            return
         record = from_readable(span)
         for sink in list(_sinks):
             sink(record)
+
+
+class _RecordAll(Sampler):
+    """Follows the parent's decision (the root's: ``[tracing] sample_ratio``), but an
+    unsampled span is still recorded (RECORD_ONLY), so its error can be kept."""
+
+    ratio = 1.0
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        parent = trace_api.get_current_span(parent_context).get_span_context()
+        if parent.is_valid:
+            sampled = parent.trace_flags.sampled
+        else:
+            sampled = self.ratio >= 1.0 or random.random() < self.ratio
+        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY
+        return SamplingResult(decision, attributes)
+
+    def get_description(self) -> str:
+        return f"LoomRecordAll{{{self.ratio}}}"
 
 
 class _LoomTracer(trace_api.Tracer):
@@ -104,13 +138,18 @@ def _parented(context: Any) -> Any:
     return trace_api.set_span_in_context(NonRecordingSpan(parent))
 
 
-def tracer_provider(service: str) -> TracerProvider:
-    """The process's SDK tracer provider (created once; global unless one was set)."""
+def tracer_provider(service: str, sample_ratio: float = 1.0) -> TracerProvider:
+    """The process's SDK tracer provider (created once; global unless one was set).
+
+    Root spans made with the OpenTelemetry API are sampled at the ratio of the runtime
+    opened last.
+    """
     global _provider
     with _lock:
+        _RecordAll.ratio = sample_ratio
         if _provider is None:
             resource = Resource.create({"service.name": service, "loom.pid": os.getpid()})
-            _provider = _LoomTracerProvider(resource=resource)
+            _provider = _LoomTracerProvider(resource=resource, sampler=_RecordAll())
             _provider.add_span_processor(_Forward())
             current = trace_api.get_tracer_provider()
             if isinstance(current, trace_api.ProxyTracerProvider):

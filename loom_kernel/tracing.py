@@ -101,7 +101,7 @@ class Tracing:
         from . import otel
 
         self.service = otel.process_service_name()
-        provider = otel.tracer_provider(self.service)
+        provider = otel.tracer_provider(self.service, self.ratio)
         self._resource = provider.resource
         endpoint = self.runtime.config.tracing.otlp_endpoint
         if endpoint:

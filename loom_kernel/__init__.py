@@ -27,6 +27,7 @@ from .errors import (
 from .llm import LLMProvider, LLMResponse, ToolCall, Usage
 from .memory import Memory, MemoryItem
 from .runtime import Runtime, open_runtime, run
+from .span_store import SpanStore
 from .tools import ToolInfo
 from .topics import topic_matches
 
@@ -57,6 +58,7 @@ __all__ = [
     "RemoteError",
     "RequestTimeout",
     "Runtime",
+    "SpanStore",
     "Subscription",
     "ToolCall",
     "ToolError",

@@ -95,7 +95,7 @@ class ActionBroker:
     async def _answer(self, ctx: Context, sub: Subscription) -> None:
         async for event in sub:
             if event.reply_to and event.source != ctx.agent_id:
-                with contextlib.suppress(LoomError):
+                with contextlib.suppress(LoomError), self.runtime.tracing.unsampled():
                     await ctx.reply(event, [info.to_dict() for info in self.local_tools()])
 
     async def aclose(self) -> None:
@@ -154,7 +154,8 @@ class ActionBroker:
         list their tools (one that fails to start is logged and left out).
         """
         found = {info.name: info for info in self.local_tools()}
-        replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=timeout)
+        with self.runtime.tracing.unsampled():  # discovery is housekeeping, not a workflow
+            replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=timeout)
         for reply in replies.events:
             for item in reply.data or []:
                 with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -256,7 +257,8 @@ class ActionBroker:
         """Whether an agent in another process serves ``name`` (asked once per 10 s)."""
         now = time.monotonic()
         if now - self._remote_checked > REMOTE_CACHE_SEC:
-            replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=REMOTE_QUERY_SEC)
+            with self.runtime.tracing.unsampled():
+                replies = await ctx.fan_out(QUERY_TOPIC, None, timeout=REMOTE_QUERY_SEC)
             self._remote_names = {
                 item.get("name")
                 for reply in replies.events

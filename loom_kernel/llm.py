@@ -48,11 +48,11 @@ def _litellm() -> Any:
     """Import litellm without letting it reach the internet or send telemetry."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
-    # litellm's own pydantic and deprecation warnings say nothing to a Loom user.
+    # litellm's own pydantic and deprecation warnings say nothing to a Loom user (some
+    # come from its lazy imports at the first call, hence process-wide filters).
     warnings.filterwarnings("ignore", module=r"litellm(\.|$)")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*`ReadOnly` qualifier", category=UserWarning)
-        import litellm
+    warnings.filterwarnings("ignore", message=r".*`ReadOnly` qualifier", category=UserWarning)
+    import litellm
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True
@@ -343,8 +343,13 @@ class LLMProvider:
         if self.ctx is None or not self.ctx.runtime.tracing.enabled:
             return None
         tracing = self.ctx.runtime.tracing
-        model = self.model if self.name == ROUTER else self.config.llm[self.name].model
-        system = model.split("/", 1)[0] if "/" in model else "openai"
+        if self.name == ROUTER:
+            model = self.model
+            first = self.config.llm[self.config.router.models[0]].model
+            system = first.split("/", 1)[0] if "/" in first else "openai"
+        else:
+            model = self.config.llm[self.name].model
+            system = model.split("/", 1)[0] if "/" in model else "openai"
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": system,
@@ -648,6 +653,12 @@ class LLMStream:
         except LLMError as exc:
             provider._failed(exc, started)
             provider._end_span(span, error=exc)
+            raise
+        except GeneratorExit:  # the caller stopped reading: the call still happened
+            if span is not None:
+                span.set_attribute("loom.llm.abandoned", True)
+                span.set_attribute("loom.llm.pieces_received", len(pieces))
+            provider._end_span(span)
             raise
         except Exception as exc:
             error = provider._translate(exc, self._params.get("timeout"))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import sys
@@ -154,6 +155,13 @@ def tracer_provider(service: str, sample_ratio: float = 1.0) -> TracerProvider:
             current = trace_api.get_tracer_provider()
             if isinstance(current, trace_api.ProxyTracerProvider):
                 trace_api.set_tracer_provider(_provider)
+            else:
+                logging.getLogger("loom.tracing").warning(
+                    "a global TracerProvider (%s) was set before Loom's: spans you make with "
+                    "the OpenTelemetry API go to it, not to Loom's traces; let Loom set the "
+                    "provider, or use loom_kernel.otel.tracer_provider() for your tracers",
+                    type(current).__name__,
+                )
         return _provider
 
 

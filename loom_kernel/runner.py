@@ -80,6 +80,9 @@ class AgentRunner:
         """Subscribe every handler and tool, then run ``on_start`` and ``run``."""
         agent, ctx = self.agent, self.ctx
         loop = asyncio.get_running_loop()
+        # Subscribe everything first; consume only after on_start, so no handler runs
+        # before the agent has set itself up (events wait in the mailboxes meanwhile).
+        consumers: list[tuple[HandlerSpec, Subscription, Handler, str]] = []
         try:
             for spec in agent.handlers:
                 options = spec.mailbox_options()
@@ -88,22 +91,23 @@ class AgentRunner:
                 sub = await self.runtime.client.subscribe(
                     spec.pattern, qos=spec.qos, owner=agent.id, **options
                 )
-                handler = self._wrap(spec, agent.handler_for(spec))
-                self._spawn(loop, self._consume(spec, sub, handler), spec.name)
                 self._subs.append(sub)
+                consumers.append((spec, sub, self._wrap(spec, agent.handler_for(spec)), spec.name))
             for tool_spec in agent.tools:
                 signature = ToolSignature(tool_spec.name, getattr(agent, tool_spec.method))
                 spec = HandlerSpec(TOOL_PREFIX + tool_spec.name, "reliable", tool_spec.method)
                 sub = await self.runtime.client.subscribe(spec.pattern, owner=agent.id)
+                self._subs.append(sub)
                 handler = self._wrap(spec, self._tool_handler(signature))
+                consumers.append((spec, sub, handler, f"tool:{tool_spec.name}"))
                 self.tools.append(
                     signature.info(
                         tool_spec.description, f"agent:{agent.id}", self.runtime.client.client_id
                     )
                 )
-                self._spawn(loop, self._consume(spec, sub, handler), f"tool:{tool_spec.name}")
-                self._subs.append(sub)
             await agent.on_start(ctx)
+            for spec, sub, handler, what in consumers:
+                self._spawn(loop, self._consume(spec, sub, handler), what)
         except Exception as exc:
             self._state = "failed"
             self._record_error("on_start", None, exc)
@@ -214,7 +218,7 @@ class AgentRunner:
         """A failed request still gets an answer, so its caller does not wait for a timeout."""
         if event.type in ("request", "award") and event.reply_to:
             info = {"error": type(exc).__name__, "message": str(exc)}
-            with contextlib.suppress(LoomError):
+            with contextlib.suppress(LoomError), self.runtime.tracing.continuing(event):
                 await self.ctx.reply(event, info, type="error")
 
     # -- status ----------------------------------------------------------------------

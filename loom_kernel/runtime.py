@@ -186,6 +186,8 @@ class Runtime:
         await self.actions.aclose()
         await self.tracing.aclose(self._context)
         if self._collector is not None:
+            # the last batch is on its way through this process's own broker
+            await self._collector.drain(self.client.client_id, self.tracing.exported)
             await self._collector.aclose()
         if self._span_store is not None:
             self._span_store.close()

@@ -266,19 +266,23 @@ class SpanStore:
         _check_limit(limit)
         if not isinstance(errors_only, bool):
             raise LoomError(f"errors_only={errors_only!r}: use True or False")
-        where, params = [], []
-        if since is not None:
-            where.append("start_ns >= ?")
-            params.append(_ns(since, "since"))
+        where, having, params = [], [], []
         if agent is not None:
             where.append("trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)")
             params.append(_text(agent, "agent"))
+        if since is not None:  # whole traces that started in the window
+            where.append("trace_id IN (SELECT trace_id FROM spans WHERE start_ns >= ?)")
+            params.append(_ns(since, "since"))
+            having.append("MIN(start_ns) >= ?")
+            params.append(_ns(since, "since"))
+        if errors_only:
+            having.append("SUM(status = 'error') > 0")
         sql = (
             "SELECT trace_id, MIN(start_ns), MAX(end_ns), COUNT(*), "
             "SUM(status = 'error'), GROUP_CONCAT(DISTINCT agent) FROM spans"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " GROUP BY trace_id"
-            + (" HAVING SUM(status = 'error') > 0" if errors_only else "")
+            + (" HAVING " + " AND ".join(having) if having else "")
             + " ORDER BY MIN(start_ns) DESC LIMIT ?"
         )
         db = self._db()
@@ -344,9 +348,11 @@ class SpanCollector:
         self.store = store
         self.stored = 0
         self.malformed = 0
+        self.received: dict[str, int] = {}  # spans per publishing client
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-spans")
         self._task: asyncio.Task[None] | None = None
         self._sub: Subscription | None = None
+        self._idle = asyncio.Event()
 
     async def start(self, ctx: Context) -> None:
         self._sub = await ctx.subscribe(
@@ -364,6 +370,7 @@ class SpanCollector:
             for event in batch:
                 try:
                     decoded = _spans.decode(event.payload)
+                    self.received[event.source] = self.received.get(event.source, 0) + len(decoded)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     self.malformed += 1
                     log.warning("malformed spans from %s: %s", event.source, exc)
@@ -380,12 +387,27 @@ class SpanCollector:
                 log.warning("%d spans not stored: %s", len(spans), exc)
             if purge:
                 last_purge = time.monotonic()
+            self._idle.set()
 
     def _write(self, spans: list[Span], purge: bool) -> int:
         stored = self.store.add(spans)
         if purge:
             self.store.purge()
         return stored
+
+    async def drain(self, source: str, sent: int, timeout: float = 2.0) -> bool:
+        """Wait until the spans ``source`` sent (``sent`` of them) are stored; used by a
+        process that exports its last spans and then closes the collector it runs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.received.get(source, 0) < sent:
+            self._idle.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), min(remaining, 0.05))
+        return True
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -242,6 +242,8 @@ class Tracing:
             [], [], True,
         ]  # fmt: skip
         self._pending.append(record)
+        if len(self._pending) == BATCH_SIZE and self._wake is not None:
+            self._wake.set()
         return traceparent, record
 
     def middleware(self, spec: HandlerSpec, handler: Handler) -> Handler:
@@ -293,6 +295,8 @@ class Tracing:
                 if span.sampled or span.status == "error":
                     if len(pending) < MAX_PENDING:
                         pending.append(span)
+                        if len(pending) == BATCH_SIZE and self._wake is not None:
+                            self._wake.set()
                     else:
                         self.dropped += 1
 
@@ -308,6 +312,30 @@ class Tracing:
             link = parse_traceparent(other.traceparent)
             if link is not None:
                 span.add_link(link[0], link[1])
+
+    @contextlib.contextmanager
+    def continuing(self, event: Envelope) -> Iterator[None]:
+        """Publish under ``event``'s trace context (e.g. an error reply sent after the
+        handler's span has ended), without recording a span of its own."""
+        parent = parse_traceparent(event.traceparent) if self.enabled else None
+        if parent is None:
+            yield
+            return
+        token = current_span.set(Span(parent[0], parent[1], None, "", sampled=parent[2]))
+        try:
+            yield
+        finally:
+            current_span.reset(token)
+
+    @contextlib.contextmanager
+    def unsampled(self) -> Iterator[None]:
+        """Nothing made inside is recorded (its context says "not sampled"), unless it
+        fails: for Loom's own housekeeping, like tool discovery."""
+        token = current_span.set(Span(new_trace_id(), new_span_id(), None, "", sampled=False))
+        try:
+            yield
+        finally:
+            current_span.reset(token)
 
     @staticmethod
     def traceparent(span: Span) -> str:

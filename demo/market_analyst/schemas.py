@@ -90,6 +90,7 @@ class Sentiment(BaseModel):
     backend: str  # "offline" corpus or "ddgs"
     sources: list[Source]
     error: str | None = None  # set when the search failed (score is then 0, neutral)
+    fallback_reason: str | None = None  # method "llm" asked for, VADER answered: why
     tick_ts: float
 
 
@@ -129,7 +130,7 @@ class Order(BaseModel):
     symbol: str
     side: Side
     type: Literal["market", "limit"]
-    size: float = Field(gt=0)
+    size: float = Field(ge=0)  # as asked: > 0 unless the order was rejected
     limit_price: float | None = None
     leverage: float = 1.0
     stop_loss: float | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loom_kernel.config import LoomConfig
 from loom_kernel.errors import ConfigError
@@ -48,6 +48,12 @@ class TrendSettings(_Section):
     macd_signal: int = Field(default=9, ge=2)
     rsi_period: int = Field(default=14, ge=2)
     momentum_window: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _fast_before_slow(self) -> TrendSettings:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(f"ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})")
+        return self
 
 
 class RiskSettings(_Section):
@@ -110,6 +116,8 @@ def demo_settings(config: LoomConfig | dict[str, Any]) -> DemoSettings:
         key = ".".join(["demo", *(str(part) for part in first["loc"])])
         if first["type"] == "extra_forbidden":
             message = f"unknown key {key!r}"
+        elif first["type"] == "value_error":
+            message = f"{key}: {str(first['msg']).removeprefix('Value error, ')}"
         else:
             message = f"{key} = {first.get('input')!r}: {first['msg']}"
         raise ConfigError(message + " (see docs/demo.md)", path=path) from None

@@ -30,8 +30,10 @@ def main() -> None:
         app()
     except LoomError as exc:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escaped: "[llm.deepseek]" in a message is text, not a style tag
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(1) from None
 
 

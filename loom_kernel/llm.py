@@ -15,10 +15,12 @@ answers in place of the model: a failure raises :class:`~loom_kernel.errors.LLME
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -58,6 +60,13 @@ def _litellm() -> Any:
     litellm.suppress_debug_info = True
     litellm.turn_off_message_logging = True
     return litellm
+
+
+async def _import_litellm() -> None:
+    """The first import of litellm takes seconds: do it in a thread, not on the event
+    loop that runs every agent of the process."""
+    if "litellm" not in sys.modules:
+        await asyncio.to_thread(_litellm)
 
 
 @dataclass(frozen=True)
@@ -323,7 +332,7 @@ class LLMProvider:
         return params
 
     async def _call(self, request: list[dict[str, Any]], params: dict[str, Any]) -> LLMResponse:
-        _litellm()  # the first import takes seconds: not the model's latency
+        await _import_litellm()  # seconds the first time: not the model's latency
         span = self._start_span(request, params)
         started = time.perf_counter()
         self.calls += 1
@@ -631,7 +640,7 @@ class LLMStream:
     async def __aiter__(self) -> AsyncIterator[str]:
         provider = self._provider
         params = {**self._params, "stream_options": {"include_usage": True}}
-        _litellm()
+        await _import_litellm()
         span = provider._start_span(self._request, params)
         started = time.perf_counter()
         provider.calls += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 from loom_kernel import Agent, on_event, open_runtime
@@ -187,8 +189,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=None, help="a loom.toml (default: the demo's)")
     parser.add_argument("--no-view", action="store_true", help="no live table")
     options = parser.parse_args(argv)
-    state = asyncio.run(run(options.duration, config=options.config, view=not options.no_view))
-    Console().print(
+    console = Console()
+    # Agents' warnings print above the live table instead of tearing it.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    state = asyncio.run(
+        run(options.duration, config=options.config, view=not options.no_view, console=console)
+    )
+    console.print(
         f"stopped: plans by LLM {state.plans['llm']}, by rules {state.plans['rules']}, "
         f"filled orders {state.orders}"
     )

@@ -69,6 +69,7 @@ class PlannerAgent(Agent):
         self.tasks: set[asyncio.Task[None]] = set()
         self.decisions: dict[str, str] = {}  # plan id -> memory id of its decision
         self.plans = 0
+        self.last_fallback: str | None = None
         name = self.settings.planner.llm
         self.llm = ctx.llm(name) if name and name in ctx.runtime.config.llm else None
         self.no_llm_reason = (
@@ -200,7 +201,9 @@ class PlannerAgent(Agent):
                 source, model, reason = "llm", self.llm.model, None
             except LLMError as exc:
                 reason = f"LLM unavailable: {exc}"
-                ctx.log.warning("planning %s by rules: %s", trend.symbol, exc)
+                if reason != self.last_fallback:  # once per cause, not once per plan
+                    ctx.log.warning("planning by rules: %s", exc)
+                    self.last_fallback = reason
             llm_ms = (time.perf_counter() - started) * 1000
         if decision is None:
             decision = rule_decision(trend, risk, sentiment, settings)

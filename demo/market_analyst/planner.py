@@ -243,6 +243,8 @@ class PlannerAgent(Agent):
         if decision.action == "HOLD":
             return decision, []
         window = self.settings.planner.duplicate_window_sec
+        if window <= 0:  # 0 turns the memory check off
+            return decision, []
         if await ctx.memory.is_duplicate(symbol, {"action": decision.action}, window=window):
             return _hold(decision, f"same {decision.action} decided within {window:g} s"), [
                 "duplicate"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..benchmark import BenchPlan, run_bench
+from ..errors import LoomError
 
 
 def bench(
@@ -21,6 +22,10 @@ def bench(
         bool, typer.Option("--tools", help="Tool calls instead: agent tool and MCP stdio.")
     ] = False,
     calls: Annotated[int, typer.Option(help="Calls per tool measurement.")] = 2000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="The Market Analyst: tick → order latency.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Demo ticks per second, all symbols.")] = 100.0,
 ) -> None:
     """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency;
     with --tools, tool-call round trips.
@@ -29,6 +34,10 @@ def bench(
     """
     if tools:
         _bench_tools(calls if not quick else min(calls, 500), as_json)
+        return
+    if demo:
+        seconds = duration if duration is not None else (10.0 if quick else 30.0)
+        _bench_demo(seconds, rate, as_json)
         return
     plan = BenchPlan.quick() if quick else BenchPlan()
     if count is not None:
@@ -95,3 +104,42 @@ def _bench_tools(calls: int, as_json: bool) -> None:
         f"Loom's overhead per MCP call: {mcp['overhead_p50_ms']:+.3f} ms at p50 "
         f"({mcp['ratio_p50']:.2f}x the direct call)"
     )
+
+
+def _bench_demo(seconds: float, rate: float, as_json: bool) -> None:
+    import importlib
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]  # an editable install: the repository
+    if (checkout / "demo" / "market_analyst").is_dir() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        bench_demo = importlib.import_module("demo.market_analyst.bench")
+    except ImportError as exc:
+        raise LoomError(
+            f"the Market Analyst demo is not importable ({exc}): run `loom bench --demo` from "
+            "a checkout of the Loom repository, with `pip install -e '.[demo]'`"
+        ) from None
+    console = Console(stderr=True)
+    with console.status(
+        f"running the six agents at {rate:g} ticks/s for {seconds:g} s (+5 s warm-up)"
+    ):
+        result = bench_demo.run(seconds, rate)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title="Market Analyst: tick → order (rule planner, LLM time excluded)")
+    for column in ("ticks/s", "ticks", "lost", "orders", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{result['ticks_per_second']:g}",
+        f"{result['ticks_published']:,}",
+        str(result["ticks_lost"]),
+        f"{result['orders']:,}",
+        *(
+            f"{result[key]:.3f}" if result[key] is not None else "-"
+            for key in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")
+        ),
+    )
+    Console().print(table)

@@ -344,7 +344,15 @@ def _check_limits(
 
 def _hold(decision: PlanDecision, why: str) -> PlanDecision:
     return decision.model_copy(
-        update={"action": "HOLD", "size": 0.0, "reasoning": f"{decision.reasoning} [HOLD: {why}]"}
+        update={
+            "action": "HOLD",
+            "size": 0.0,
+            "leverage": 1.0,
+            "limit_price": None,
+            "stop_loss": None,
+            "take_profit": None,
+            "reasoning": f"{decision.reasoning} [HOLD: {why}]",
+        }
     )
 
 

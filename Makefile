@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) demo/hello_agents.py
+	$(PY) -m demo.market_analyst
 
 test: install
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,6 +23,22 @@ app.command("tools")(tools.tools)
 app.command("traces")(traces.traces)
 app.command("trace")(traces.trace)
 app.add_typer(mcp.app, name="mcp")
+
+
+@app.command("studio")
+def studio(
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 5006,
+    address: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
+) -> None:
+    """Serve the studio (dashboard and traces) for the project's bus; Ctrl-C stops it.
+
+    Example: `loom studio --port 5006`, then open http://127.0.0.1:5006/.
+    """
+    # The kernel never imports the studio at import time: only this command does.
+    from loom_studio.cli import studio as run_studio
+
+    run_studio(port=port, address=address, config=config)
 
 
 def main() -> None:

@@ -1,0 +1,73 @@
+"""The standalone studio: the dashboard and the traces as pages of one Panel app.
+
+    loom studio                              # joins the project's bus, serves on localhost
+    panel serve loom_studio/app.py           # the same app under Panel's own server
+
+Everything the page loads comes from the local server (Panel and Bokeh serve their own
+JS and CSS; no template with web fonts, no CDN), so the studio works with no internet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+from loom_kernel.config import LoomConfig, load_config
+from loom_kernel.span_store import SpanStore
+
+from .dashboard import Dashboard
+from .feed import StudioFeed, get_feed
+from .traces import Traces
+
+__all__ = ["create_app", "serve"]
+
+TITLE = "Loom studio"
+
+
+def create_app(feed: StudioFeed, store: SpanStore | str | Path) -> pn.viewable.Viewable:
+    """One page: the dashboard and the traces, as tabs."""
+    header = pn.pane.Markdown(f"## {TITLE}", margin=(5, 10))
+    tabs = pn.Tabs(
+        ("Dashboard", Dashboard(feed=feed)),
+        ("Traces", Traces(store=store)),
+        dynamic=True,
+        sizing_mode="stretch_width",
+    )
+    return pn.Column(header, tabs, sizing_mode="stretch_width", name=TITLE)
+
+
+def serve(
+    config: LoomConfig | str | os.PathLike[str] | None = None,
+    *,
+    port: int = 0,
+    address: str = "127.0.0.1",
+    feed: StudioFeed | None = None,
+) -> Any:
+    """Start the studio's server on the running event loop; returns the Bokeh server
+    (``server.port`` is the port; ``server.stop()`` stops it)."""
+    settings = config if isinstance(config, LoomConfig) else load_config(config)
+    store = settings.project_path(settings.tracing.store_path)
+    feed = feed or get_feed(settings)
+    server = pn.serve(
+        {"/": lambda: create_app(feed, store)},
+        port=port,
+        address=address,
+        show=False,
+        start=False,
+        threaded=False,
+        title=TITLE,
+        websocket_origin=[f"{address}:{port}" if port else "*"],
+    )
+    server.start()
+    return server
+
+
+# `panel serve loom_studio/app.py`: Panel runs this module once per browser session.
+if __name__.startswith("bokeh_app"):
+    _settings = load_config(os.environ.get("LOOM_CONFIG"))
+    create_app(get_feed(_settings), _settings.project_path(_settings.tracing.store_path)).servable(
+        title=TITLE
+    )

@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,15 @@ install: $(STAMP)
 demo: install
 	$(PY) -m demo.market_analyst
 
-test: install
+# The studio's browser tests need a real browser: Debian's chromium, installed once.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
+test: install browser
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks

@@ -300,6 +300,18 @@ class LLMProvider:
             request.insert(0, {"role": "system", "content": system})
         return request
 
+    def _check_keys(self) -> None:
+        """Raise the missing-key error now (``_params`` reads the key variables)."""
+        names = (
+            [*self.config.router.models, *self.config.router.fallbacks]
+            if self.name == ROUTER
+            else [self.name]
+        )
+        for name in names:
+            settings = self.config.llm[name]
+            if settings.api_key_env and not os.environ.get(settings.api_key_env):
+                self._params(name)  # raises the LLMError that says what to export
+
     def _settings_json_mode(self) -> bool:
         if self.name == ROUTER:
             router = self.config.router
@@ -332,6 +344,7 @@ class LLMProvider:
         return params
 
     async def _call(self, request: list[dict[str, Any]], params: dict[str, Any]) -> LLMResponse:
+        self._check_keys()  # a missing key fails at once, before importing anything
         await _import_litellm()  # seconds the first time: not the model's latency
         span = self._start_span(request, params)
         started = time.perf_counter()
@@ -640,6 +653,7 @@ class LLMStream:
     async def __aiter__(self) -> AsyncIterator[str]:
         provider = self._provider
         params = {**self._params, "stream_options": {"include_usage": True}}
+        provider._check_keys()
         await _import_litellm()
         span = provider._start_span(self._request, params)
         started = time.perf_counter()

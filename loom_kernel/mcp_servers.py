@@ -117,7 +117,10 @@ class MCPServer:
             await self._start()
 
     async def _start(self) -> None:
-        from mcp import Client  # the SDK is imported only when a server is used
+        # The SDK is imported only when a server is used, in a thread: the first import
+        # takes about a second that the event loop's other agents should not lose.
+        await asyncio.to_thread(_import_sdk)
+        from mcp import Client
 
         transport = self._transport()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -361,6 +364,14 @@ class MCPServer:
             restarts=self.restarts,
             last_error=self.last_error,
         )
+
+
+def _import_sdk() -> None:
+    """Import what the first call needs (jsonschema, for check_arguments, takes ~0.7 s)."""
+    import importlib
+
+    for module in ("jsonschema", "mcp.client.stdio", "mcp.client.streamable_http"):
+        importlib.import_module(module)
 
 
 def _resolve_command(name: str, command: str) -> str:

@@ -10,6 +10,7 @@ JS and CSS; no template with web fonts, no CDN), so the studio works with no int
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ def serve(
     settings = config if isinstance(config, LoomConfig) else load_config(config)
     store = settings.project_path(settings.tracing.store_path)
     feed = feed or get_feed(settings)
+    if port == 0:  # a free port now: Bokeh checks websocket origins by exact port
+        with socket.socket() as probe:
+            probe.bind((address, 0))
+            port = probe.getsockname()[1]
     server = pn.serve(
         {"/": lambda: create_app(feed, store)},
         port=port,
@@ -59,7 +64,7 @@ def serve(
         start=False,
         threaded=False,
         title=TITLE,
-        websocket_origin=[f"{address}:{port}" if port else "*"],
+        websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
     )
     server.start()
     return server

@@ -134,8 +134,13 @@ async def run(
     config: str | Path | None = None,
     view: bool = True,
     console: Console | None = None,
+    studio_port: int | None = None,
 ) -> View:
-    """Start the six agents and watch them; returns the view's last state."""
+    """Start the six agents and watch them; returns the view's last state.
+
+    With ``studio_port`` (0: a free port), the standalone studio is served too, joined
+    to the demo's bus like any other process.
+    """
     console = console or Console()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,24 +149,48 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
     state = View()
     async with open_runtime(config or PROJECT / "loom.toml") as rt:
-        await rt.start(ViewAgent(state), *agents())
         bus = rt.address.publish if rt.address else "the bus"
         store = rt.config.project_path(rt.config.tracing.store_path)
-        console.print(
-            f"[bold green]Market Analyst[/]: 6 agents on {bus}; traces in {store} "
-            f"(`loom traces --config {PROJECT / 'loom.toml'}`)."
-        )
-        if duration is not None:
-            loop.call_later(duration, stop.set)
-        if view:
-            with Live(state.render(), console=console, refresh_per_second=4) as live:
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.25)
-                    live.update(state.render())
-        else:
-            await stop.wait()
+        # the studio first: importing Panel takes a moment the agents should not lose
+        async with _studio(rt, studio_port, console):
+            await rt.start(ViewAgent(state), *agents())
+            console.print(
+                f"[bold green]Market Analyst[/]: 6 agents on {bus}; traces in {store} "
+                f"(`loom traces --config {PROJECT / 'loom.toml'}`)."
+            )
+            if duration is not None:
+                loop.call_later(duration, stop.set)
+            if view:
+                with Live(state.render(), console=console, refresh_per_second=4) as live:
+                    while not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.25)
+                        live.update(state.render())
+            else:
+                await stop.wait()
     return state
+
+
+@contextlib.asynccontextmanager
+async def _studio(rt: Any, port: int | None, console: Console) -> Any:
+    """The standalone studio on this event loop, joined to the demo's bus."""
+    if port is None:
+        yield None
+        return
+    from loom_studio.app import serve
+    from loom_studio.feed import StudioFeed
+
+    feed = await StudioFeed().open(rt.config)
+    try:
+        server = serve(rt.config, port=port, feed=feed)
+    except OSError:  # the port is taken: any free one will do
+        server = serve(rt.config, port=0, feed=feed)
+    console.print(f"[bold green]Studio[/]: open http://127.0.0.1:{server.port}/")
+    try:
+        yield server
+    finally:
+        server.stop()
+        await feed.aclose()
 
 
 class ViewAgent(Agent):
@@ -188,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds, then stop")
     parser.add_argument("--config", default=None, help="a loom.toml (default: the demo's)")
     parser.add_argument("--no-view", action="store_true", help="no live table")
+    parser.add_argument("--studio-port", type=int, default=5006, help="0: any free port")
+    parser.add_argument("--no-studio", action="store_true", help="do not serve the studio")
     options = parser.parse_args(argv)
     console = Console()
     # Agents' warnings print above the live table instead of tearing it.
@@ -197,7 +228,13 @@ def main(argv: list[str] | None = None) -> None:
         handlers=[RichHandler(console=console, show_path=False)],
     )
     state = asyncio.run(
-        run(options.duration, config=options.config, view=not options.no_view, console=console)
+        run(
+            options.duration,
+            config=options.config,
+            view=not options.no_view,
+            console=console,
+            studio_port=None if options.no_studio else options.studio_port,
+        )
     )
     console.print(
         f"stopped: plans by LLM {state.plans['llm']}, by rules {state.plans['rules']}, "

@@ -344,7 +344,12 @@ class LLMProvider:
         return params
 
     async def _call(self, request: list[dict[str, Any]], params: dict[str, Any]) -> LLMResponse:
-        self._check_keys()  # a missing key fails at once, before importing anything
+        try:
+            self._check_keys()  # a missing key fails at once, before importing anything
+        except LLMError as exc:
+            self.calls += 1
+            self._failed(exc, time.perf_counter())
+            raise
         await _import_litellm()  # seconds the first time: not the model's latency
         span = self._start_span(request, params)
         started = time.perf_counter()

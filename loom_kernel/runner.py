@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,8 @@ class AgentStatistics:
     handler_p99_ms: float
     last_error: str | None
     uptime_s: float
+    process: str = ""  # the bus client id of the agent's process
+    pid: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -264,4 +267,6 @@ class AgentRunner:
             handler_p99_ms=run99,
             last_error=self.last_error,
             uptime_s=round(time.monotonic() - self._started, 3),
+            process=self.runtime.client.client_id,
+            pid=os.getpid(),
         )

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
@@ -29,6 +29,9 @@ from loom_kernel.errors import TopicError
 from loom_kernel.topics import compile_pattern
 
 from .feed import REFRESH_MS, EventRow, StudioFeed, get_feed
+
+if TYPE_CHECKING:
+    from loom_kernel import Runtime
 
 __all__ = ["Dashboard", "agent_frame", "layered_layout"]
 
@@ -73,7 +76,9 @@ HISTORY_COLUMNS = ["t", "events", "p50_ms", "p99_ms"]
 # -- what the views show, as plain data ------------------------------------------------------
 
 
-def agent_frame(agents: Mapping[str, Mapping[str, Any]], now: float, stale_after: float):
+def agent_frame(
+    agents: Mapping[str, Mapping[str, Any]], now: float, stale_after: float
+) -> pd.DataFrame:
     """One row per agent (index: its id) from its last heartbeat.
 
     An agent whose last heartbeat is older than ``stale_after`` seconds shows as
@@ -121,16 +126,8 @@ def _clock(ts: float) -> str:
 
 def _payload(row: EventRow) -> dict[str, Any]:
     """The event as the JSON pane shows it; payloads that are not JSON show as text."""
-    data = json.loads(json.dumps(row.data, default=repr))
-    return {
-        "topic": row.topic,
-        "source": row.source,
-        "type": row.type,
-        "id": row.id,
-        "time": _clock(row.ts),
-        "size": row.size,
-        "data": data,
-    }
+    shown = {key: getattr(row, key) for key in ("topic", "source", "type", "id", "size")}
+    return {**shown, "time": _clock(row.ts), "data": json.loads(json.dumps(row.data, default=repr))}
 
 
 def _rate_label(rate: float) -> str:
@@ -219,13 +216,13 @@ class _Header:
     def __init__(self) -> None:
         self.connection = pn.pane.HTML("", margin=(18, 10), width=260)
         style = {"font_size": "26pt", "title_size": "10pt", "margin": (5, 20)}
-        self.rate = pn.indicators.Number(name="events/s", value=0, format="{value:,.0f}", **style)
-        self.running = pn.indicators.Number(name="agents running", value=0, **style)
+        self.rate = pn.indicators.Number(label="events/s", value=0, format="{value:,.0f}", **style)
+        self.running = pn.indicators.Number(label="agents running", value=0, **style)
         self.errors = pn.indicators.Number(
-            name="errors", value=0, colors=[(0, "#333333"), (math.inf, "#c62828")], **style
+            label="errors", value=0, colors=[(0, "#333333"), (math.inf, "#c62828")], **style
         )
         self.drops = pn.indicators.Number(
-            name="studio drops", value=0, colors=[(0, "#333333"), (math.inf, "#ef6c00")], **style
+            label="studio drops", value=0, colors=[(0, "#333333"), (math.inf, "#ef6c00")], **style
         )
         self.panel = pn.Row(
             self.connection, self.rate, self.running, self.errors, self.drops,
@@ -251,7 +248,7 @@ class _Agents:
     def __init__(self) -> None:
         self.table = pn.widgets.Tabulator(
             agent_frame({}, 0.0, 1.0), disabled=True, selectable=False, show_index=True,
-            layout="fit_data_stretch", height=220, sizing_mode="stretch_width",
+            layout="fit_data_stretch", max_height=300, sizing_mode="stretch_width",
             widths={"last error": 320},
         )  # fmt: skip
         self.table.style.map(_status_css, subset=["status"])
@@ -274,13 +271,13 @@ class _Events:
         self.pattern = pn.widgets.TextInput(
             placeholder="topic pattern, e.g. market.price.*", width=280, margin=(5, 10)
         )
-        self.pause = pn.widgets.Toggle(name="Pause", width=90, margin=(5, 10))
+        self.pause = pn.widgets.Toggle(label="Pause", width=90, margin=(5, 10))
         self.waiting = pn.pane.HTML("", margin=(12, 10))
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, margin=(0, 10))
         self.table = pn.widgets.Tabulator(
             _event_frame([]), disabled=True, selectable=1, show_index=False,
-            hidden_columns=["seq"], layout="fit_data_stretch", height=330,
-            sizing_mode="stretch_width",
+            hidden_columns=["seq"], layout="fit_data_stretch", height=360,
+            sizing_mode="stretch_width", pagination=None,  # scroll, never page (Panel pages >200)
         )  # fmt: skip
         self.payload = pn.pane.JSON({}, depth=3, height=330, sizing_mode="stretch_width")
         self.last_seq = 0
@@ -293,7 +290,7 @@ class _Events:
         controls = pn.Row(self.pattern, self.pause, self.waiting)
         payload = pn.Column(
             pn.pane.HTML("<b>Payload</b> <small>(select an event)</small>", margin=(0, 10)),
-            self.payload, width=380,
+            self.payload, width=420,
         )  # fmt: skip
         self.panel = pn.Card(
             controls, self.error, pn.Row(self.table, payload, sizing_mode="stretch_width"),
@@ -315,7 +312,7 @@ class _Events:
             self._reset = True
 
     def _on_pause(self, event: Any) -> None:
-        self.pause.name = "Resume" if event.new else "Pause"
+        self.pause.label = "Resume" if event.new else "Pause"
         if not event.new:
             self.waiting.object = ""
 
@@ -355,8 +352,8 @@ class _Topology:
     def __init__(self) -> None:
         self.nodes = ColumnDataSource(dict(x=[], y=[], name=[], kind=[], color=[], marker=[]))
         self.edges = ColumnDataSource(
-            dict(x0=[], y0=[], x1=[], y1=[], xh=[], yh=[], xm=[], ym=[], width=[], alpha=[],
-                 rate=[], label=[], source=[], target=[])
+            dict(x0=[], y0=[], x1=[], y1=[], xm=[], ym=[], width=[], head=[], alpha=[], rate=[],
+                 label=[], source=[], target=[])
         )  # fmt: skip
         self.positions: dict[str, tuple[float, float]] = {}
         self._structure: tuple[frozenset[Any], frozenset[Any]] | None = None
@@ -400,9 +397,10 @@ class _Topology:
             (x0, y0), (x1, y1) = self.positions[a], self.positions[b]
             length = math.hypot(x1 - x0, y1 - y0) or 1.0
             back = min(0.12, length / 3) / length  # the arrowhead stops short of the node
+            width = min(1.5 + 2 * math.log1p(rate), 10)
             values = dict(
-                x0=x0, y0=y0, x1=x1, y1=y1, xh=x1 - (x1 - x0) * back, yh=y1 - (y1 - y0) * back,
-                xm=(x0 + x1) / 2, ym=(y0 + y1) / 2, width=min(1.5 + 2 * math.log1p(rate), 10),
+                x0=x0, y0=y0, x1=x1 - (x1 - x0) * back, y1=y1 - (y1 - y0) * back,
+                xm=(x0 + x1) / 2, ym=(y0 + y1) / 2, width=width, head=8 + 1.5 * width,
                 alpha=0.75 if rate > 0 else 0.25, rate=round(rate, 2), label=_rate_label(rate),
                 source=a, target=b,
             )  # fmt: skip
@@ -413,7 +411,7 @@ class _Topology:
 
 def _topology_figure(nodes: ColumnDataSource, edges: ColumnDataSource) -> Any:
     fig = figure(
-        height=420, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
+        height=560, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
         toolbar_location="right", outline_line_color=None,
     )  # fmt: skip
     fig.x_range.range_padding = fig.y_range.range_padding = 0.25
@@ -425,8 +423,8 @@ def _topology_figure(nodes: ColumnDataSource, edges: ColumnDataSource) -> Any:
     )  # fmt: skip
     fig.add_layout(
         Arrow(
-            end=VeeHead(size=10, fill_color="#78909c", line_color="#78909c"), source=edges,
-            x_start="x0", y_start="y0", x_end="xh", y_end="yh", line_alpha=0,
+            end=VeeHead(size="head", fill_color="#455a64", line_color="#455a64"), source=edges,
+            x_start="x0", y_start="y0", x_end="x1", y_end="y1", line_alpha=0,
         )
     )  # fmt: skip
     fig.text("xm", "ym", text="label", source=edges, text_font_size="9pt", text_color="#37474f",
@@ -465,16 +463,15 @@ class _Qos:
         self.latency.legend.orientation = "horizontal"
         self.delivery = pn.widgets.Tabulator(
             pd.DataFrame(columns=DELIVERY_COLUMNS), disabled=True, selectable=False,
-            show_index=False, layout="fit_data_stretch", height=230, width=380,
+            show_index=False, layout="fit_data_stretch", max_height=160,
+            sizing_mode="stretch_width",
         )  # fmt: skip
-        self.panes = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self._figures()]
+        self.panes = [
+            pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in (self.throughput, self.latency)
+        ]
         self.panel = pn.Card(
-            pn.Row(*self.panes, self.delivery, sizing_mode="stretch_width"),
-            title="QoS", collapsible=False, **_CARD,
-        )  # fmt: skip
-
-    def _figures(self) -> list[Any]:
-        return [self.throughput, self.latency]
+            *self.panes, self.delivery, title="QoS", collapsible=False, width=560, margin=(5, 5)
+        )
 
     def refresh(self, feed: StudioFeed, agents: pd.DataFrame) -> bool:
         """Stream new history points; True when a plot changed."""
@@ -493,7 +490,7 @@ class _Qos:
 
 def _time_figure(title: str) -> Any:
     fig = figure(
-        title=title, height=230, x_axis_type="datetime", sizing_mode="stretch_width",
+        title=title, height=190, x_axis_type="datetime", sizing_mode="stretch_width",
         tools="pan,xwheel_zoom,reset", toolbar_location=None,
     )  # fmt: skip
     fig.y_range.start = 0
@@ -502,20 +499,11 @@ def _time_figure(title: str) -> Any:
 
 
 def _delivery_frame(agents: pd.DataFrame) -> pd.DataFrame:
-    delivered = agents["handled"].astype(int)
-    missing = agents["dropped"] + agents["lost"]
-    total = (delivered + missing).where(lambda n: n > 0, 1)
-    frame = pd.DataFrame(
-        {
-            "agent": agents.index,
-            "delivered": delivered.values,
-            "dropped": agents["dropped"].values,
-            "lost": agents["lost"].values,
-            "loss %": (100 * missing / total).round(2).values,
-        },
-        columns=DELIVERY_COLUMNS,
-    )
-    return frame
+    frame = agents[["handled", "dropped", "lost"]].rename(columns={"handled": "delivered"})
+    missing = frame["dropped"] + frame["lost"]
+    sent = (frame["delivered"] + missing).where(lambda n: n > 0, 1)
+    frame["loss %"] = (100 * missing / sent).round(2)
+    return frame.reset_index()[DELIVERY_COLUMNS]
 
 
 _CARD = {"sizing_mode": "stretch_width", "margin": (5, 5)}
@@ -542,7 +530,7 @@ class Dashboard(pn.viewable.Viewer):
         self,
         feed: StudioFeed | None = None,
         *,
-        runtime: Any = None,
+        runtime: Runtime | None = None,
         refresh_ms: int = REFRESH_MS,
         **params: Any,
     ):
@@ -558,8 +546,8 @@ class Dashboard(pn.viewable.Viewer):
         self._layout = pn.Column(
             self.header.panel,
             self.agents.panel,
-            pn.Row(self.topology.panel, self.events.panel, sizing_mode="stretch_width"),
-            self.qos.panel,
+            pn.Row(self.topology.panel, self.qos.panel, sizing_mode="stretch_width"),
+            self.events.panel,
             sizing_mode="stretch_width",
         )
         self.refresh()

@@ -128,7 +128,6 @@ class StudioFeed:
                 return
             row = self.agents.setdefault(parts[2], {})
             row.update(data)
-            row["process"] = event.source if event.source != parts[2] else row.get("process")
             row["seen"] = time.time()
             self.nodes.setdefault(parts[2], "agent")
         elif parts[1] == "agent" and parts[-1] == "error" and data:

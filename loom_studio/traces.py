@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import importlib
 import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,11 @@ from bokeh.models import (
     FactorRange,
     HoverTool,
     LogColorMapper,
+    NumeralTickFormatter,
+    Range1d,
     SingleIntervalTicker,
 )
-from bokeh.palettes import Set3_12, Viridis256
+from bokeh.palettes import Category20_20, Viridis256
 from bokeh.plotting import figure
 
 from loom_kernel.config import load_config
@@ -42,7 +46,11 @@ from loom_kernel.errors import LoomError
 from loom_kernel.span_store import SpanStore, TraceSummary
 from loom_kernel.spans import Span
 
-__all__ = ["Traces", "heatmap_cells", "parse_attribute", "trace_layout"]
+__all__ = ["Traces"]
+
+# Tabulator's JS is added to a page only if its model is imported when the page is made:
+# the studio shows this view in a dynamic tab, created after that.
+importlib.import_module("panel.models.tabulator")
 
 MIN_REFRESH_MS = 1000  # the list and the heatmap are read at most once a second
 RECENT_TRACES = 50
@@ -53,6 +61,7 @@ HEATMAP_SPANS = 20_000  # newest spans of the window read per refresh
 HEATMAP_NAMES = 25  # the span names with the most total time
 HEATMAP_EVERY_S = 10.0  # the heatmap's buckets are 10 s: no point in reading it more often
 ERROR_COLOR = "#d62728"
+AGENT_COLORS = [c for c in Category20_20[1::2] if c != "#ff9896"]  # light, none red
 KIND_COLORS = {
     "producer": "#1f77b4",
     "consumer": "#2ca02c",
@@ -64,7 +73,7 @@ LABEL_PX, CHAR_PX = 1000, 6.5  # flamegraph labels: assumed plot width, font wid
 NO_AGENT = "(no agent)"
 SPAN_COLUMNS = (
     "span_id", "name", "agent", "kind", "status", "start", "duration", "right", "lane", "height",
-    "depth", "color", "legend", "flame_color", "label",
+    "depth", "color", "legend", "flame_color", "label", "label_color",
 )  # fmt: skip
 STATUSES = ("any", "ok", "error", "unset")
 ANY = "any"
@@ -107,9 +116,10 @@ def trace_layout(spans: Sequence[Span]) -> tuple[dict[str, list[Any]], dict[str,
         cols["depth"].append(depth)
         cols["color"].append(ERROR_COLOR if error else KIND_COLORS.get(span.kind, "#8c8c8c"))
         cols["legend"].append("error" if error else span.kind)
-        flame = Set3_12[order.index(agent) % len(Set3_12)]
+        flame = AGENT_COLORS[order.index(agent) % len(AGENT_COLORS)]
         cols["flame_color"].append(ERROR_COLOR if error else flame)
         cols["label"].append(_label(span.name, span.duration_ms / total))
+        cols["label_color"].append("white" if error else "#222")
     index = {span_id: i for i, span_id in enumerate(cols["span_id"])}
     links: dict[str, list[Any]] = {"x0": [], "y0": [], "x1": [], "y1": []}
     for i, span in enumerate(spans):
@@ -464,14 +474,21 @@ class Traces(pn.viewable.Viewer):
             self._listed = listed
             self.recent.value = _trace_frame(snap.summaries)
             self._select_row(self.recent, "trace_id", self.trace_id)
+            shown = next((s for s in snap.summaries if s.trace_id == self.trace_id), None)
             if self.trace_id is None and snap.summaries:
-                self.show_trace(snap.summaries[0].trace_id)
+                self._open(snap.summaries[0].trace_id)
+            elif shown is not None and shown.spans != len(self._spans):  # still growing
+                self._reload()
         if snap.heatmap is not None:
-            self._draw_heatmap(heatmap_cells(snap.heatmap, now=snap.now), len(snap.heatmap))
+            cells = heatmap_cells(snap.heatmap, now=snap.now)
+            self._draw_heatmap(cells, snap.now, len(snap.heatmap))
 
-    def _draw_heatmap(self, cells: dict[str, list[Any]], read: int) -> None:
-        shift = datetime.now().astimezone().utcoffset() or timedelta()  # axis in local time
-        ms = [(t + HEATMAP_BUCKET_S / 2 + shift.total_seconds()) * 1000 for t in cells["t"]]
+    def _draw_heatmap(self, cells: dict[str, list[Any]], now: float, read: int) -> None:
+        shift = (datetime.now().astimezone().utcoffset() or timedelta()).total_seconds()
+        ms = [(t + HEATMAP_BUCKET_S / 2 + shift) * 1000 for t in cells["t"]]  # local time
+        end = (now + shift) * 1000
+        self.heatmap.x_range.start = end - HEATMAP_WINDOW.total_seconds() * 1000
+        self.heatmap.x_range.end = end
         names = sorted(set(cells["name"]), reverse=True)
         self.heatmap.y_range.factors = names
         self.heatmap.height = min(900, max(180, 90 + 22 * len(names)))
@@ -493,30 +510,41 @@ class Traces(pn.viewable.Viewer):
 
     # -- callbacks --------------------------------------------------------------------
 
+    # Panel runs widget callbacks without the Bokeh document's lock: the figures are
+    # changed on the next tick, under the lock (at once when there is no server).
+
     def _on_trace_row(self, event: Any) -> None:
         trace_id = _selected(self.recent, "trace_id")
         if trace_id and trace_id != self.trace_id:
-            self._open(trace_id)
+            pn.state.execute(partial(self._open, trace_id), schedule=True)
 
     def _on_result_row(self, event: Any) -> None:
         trace_id = _selected(self.results, "trace_id")
-        if trace_id and self._open(trace_id):
+        if trace_id:
             span_id = _selected(self.results, "span_id")
-            ids = self.spans_source.data.get("span_id", [])
-            if span_id in ids:
-                self.spans_source.selected.indices = [ids.index(span_id)]
+            pn.state.execute(partial(self._open, trace_id, span_id), schedule=True)
 
     def _on_span_tap(self, attr: str, old: list[int], new: list[int]) -> None:
         if new and new[0] < len(self._spans):
             self.detail.object = span_html(self._spans[new[0]], self._spans[0].start_ns)
 
-    def _open(self, trace_id: str) -> bool:
+    def _open(self, trace_id: str, span_id: str | None = None) -> None:
         try:
-            self.show_trace(trace_id)
+            if trace_id != self.trace_id:
+                self.show_trace(trace_id)
         except LoomError as exc:  # purged since it was listed
             self.detail.object = f"<p>{html.escape(str(exc))}</p>"
-            return False
-        return True
+            return
+        ids = self.spans_source.data["span_id"]
+        if span_id in ids:
+            self.spans_source.selected.indices = [ids.index(span_id)]
+
+    def _reload(self) -> None:
+        """Draw the open trace again (spans arrived), keeping the selected span."""
+        data, indices = self.spans_source.data, self.spans_source.selected.indices
+        selected = data["span_id"][indices[0]] if indices else None
+        trace_id, self.trace_id = self.trace_id, None
+        self._open(trace_id, selected)
 
     def _search_error(self, message: str) -> None:
         self.search_message.object = message
@@ -552,73 +580,64 @@ class Traces(pn.viewable.Viewer):
         self.spans_source.selected.on_change("indices", self._on_span_tap)
         self.links_source = ColumnDataSource(data={"x0": [], "y0": [], "x1": [], "y1": []})
         self.timeline, self.flamegraph = self._trace_figures()
-        self.filters = {
-            "name": pn.widgets.TextInput(name="Name contains", placeholder="chat", width=170),
-            "agent": pn.widgets.Select(name="Agent", options=[ANY], value=ANY, width=150),
-            "status": pn.widgets.Select(name="Status", options=list(STATUSES), width=100),
-            "min_ms": pn.widgets.FloatInput(name="Min duration (ms)", start=0, width=130),
-            "attribute": pn.widgets.TextInput(
-                name="Attribute key=value", placeholder="gen_ai.request.model=gpt-4o", width=260
-            ),
-            "minutes": pn.widgets.FloatInput(name="Last minutes", start=0, width=110),
-        }
-        for widget in self.filters.values():
-            widget.param.watch(lambda event: self.search(), "value")
-        button = pn.widgets.Button(name="Search", button_type="primary", width=90, align="end")
-        button.on_click(lambda event: self.search())
-        self.search_message = pn.pane.Alert(alert_type="danger", visible=False)
-        self.results_title = pn.pane.Markdown("", margin=(0, 10))
-        self.results = _tabulator(_span_frame([]), height=380, hidden=["trace_id", "span_id"])
-        self.results.param.watch(self._on_result_row, "selection")
         self.heatmap_source = ColumnDataSource(
             data={k: [] for k in ("name", "t", "count", "p95", "mean", "x", "when", "p95_color")}
         )
         self.mapper = LogColorMapper(palette=Viridis256, low=0.01, high=1000)
         self.heatmap = self._heatmap_figure()
         self.heatmap_title = pn.pane.Markdown("", margin=(0, 10))
-        self.detail = pn.pane.HTML(
-            "<p>Select a trace, then a span.</p>", sizing_mode="stretch_width"
+        self.detail = pn.pane.HTML("<p>Select a trace, then a span.</p>")
+        stretch = {"sizing_mode": "stretch_width"}
+        self.tabs = pn.Tabs(
+            (
+                "Trace",
+                pn.Column(
+                    self.trace_title, _pane(self.timeline), _pane(self.flamegraph), **stretch
+                ),
+            ),
+            ("Search", self._search_panel()),
+            ("Latency", pn.Column(self.heatmap_title, _pane(self.heatmap), **stretch)),
+            **stretch,
         )
         self._layout = pn.Row(
-            pn.Column(
-                self.header,
-                self.recent,
-                pn.Tabs(
-                    (
-                        "Trace",
-                        pn.Column(
-                            self.trace_title,
-                            _pane(self.timeline),
-                            _pane(self.flamegraph),
-                            sizing_mode="stretch_width",
-                        ),
-                    ),
-                    (
-                        "Search",
-                        pn.Column(
-                            pn.Row(*self.filters.values(), button),
-                            self.search_message,
-                            self.results_title,
-                            self.results,
-                            sizing_mode="stretch_width",
-                        ),
-                    ),
-                    (
-                        "Latency",
-                        pn.Column(
-                            self.heatmap_title, _pane(self.heatmap), sizing_mode="stretch_width"
-                        ),
-                    ),
-                    sizing_mode="stretch_width",
-                ),
-                sizing_mode="stretch_width",
-            ),
+            pn.Column(self.header, self.recent, self.tabs, **stretch),
             pn.Column(
                 pn.pane.Markdown("**Span**", margin=(0, 10)),
                 self.detail,
                 width=400,
                 styles={"border-left": "1px solid #ddd"},
             ),
+            **stretch,
+        )
+
+    def _search_panel(self) -> pn.Column:
+        self.filters = {
+            "name": pn.widgets.TextInput(label="Name contains", placeholder="chat", width=170),
+            "agent": pn.widgets.Select(label="Agent", options=[ANY], value=ANY, width=150),
+            "status": pn.widgets.Select(label="Status", options=list(STATUSES), width=100),
+            "min_ms": pn.widgets.FloatInput(
+                label="Min duration (ms)", value=None, start=0, placeholder="any", width=130
+            ),
+            "attribute": pn.widgets.TextInput(
+                label="Attribute key=value", placeholder="gen_ai.request.model=gpt-4o", width=260
+            ),
+            "minutes": pn.widgets.FloatInput(
+                label="Last minutes", value=None, start=0, placeholder="all", width=110
+            ),
+        }
+        for widget in self.filters.values():
+            widget.param.watch(lambda event: self.search(), "value")
+        button = pn.widgets.Button(label="Search", color="primary", width=90, align="end")
+        button.on_click(lambda event: self.search())
+        self.search_message = pn.pane.Alert(alert_type="danger", visible=False)
+        self.results_title = pn.pane.Markdown("", margin=(0, 10))
+        self.results = _tabulator(_span_frame([]), height=380, hidden=["trace_id", "span_id"])
+        self.results.param.watch(self._on_result_row, "selection")
+        return pn.Column(
+            pn.Row(*self.filters.values(), button),
+            self.search_message,
+            self.results_title,
+            self.results,
             sizing_mode="stretch_width",
         )
 
@@ -637,29 +656,34 @@ class Traces(pn.viewable.Viewer):
             title="Timeline: one lane per agent (colour: kind; red: error)",
             y_range=FactorRange(), x_range=x_range, height=200, tools=tools,
             sizing_mode="stretch_width", x_axis_label="ms since the trace started",
+            min_border_left=120,
         )  # fmt: skip
         timeline.segment("x0", "y0", "x1", "y1", source=self.links_source, color="#999", alpha=0.5)
         bars = timeline.hbar(
             y="lane", left="start", right="right", height="height", source=self.spans_source,
             fill_color="color", line_color="color", legend_field="legend",
-            nonselection_fill_alpha=0.35, nonselection_line_alpha=0.35,
+            selection_line_color="black", nonselection_fill_alpha=0.6,
+            nonselection_line_alpha=0.6,
         )  # fmt: skip
         timeline.add_tools(HoverTool(renderers=[bars], tooltips=hover))
-        timeline.add_layout(timeline.legend[0], "right")
-        timeline.legend[0].title = "kind"
+        legend = timeline.legend[0]
+        legend.orientation, legend.location = "horizontal", "top_left"
+        timeline.add_layout(legend, "above")  # above: the two figures' x axes line up
         timeline.ygrid.grid_line_color = None
         flame = figure(
             title="Flamegraph: spans by depth (width: duration; colour: agent; red: error)",
             y_range=DataRange1d(flipped=True), x_range=x_range, height=200, tools=tools,
-            sizing_mode="stretch_width", y_axis_label="depth",
+            sizing_mode="stretch_width", y_axis_label="depth", min_border_left=120,
         )  # fmt: skip
         boxes = flame.hbar(
             y="depth", left="start", right="right", height=0.9, source=self.spans_source,
-            fill_color="flame_color", line_color="white", nonselection_fill_alpha=0.35,
+            fill_color="flame_color", line_color="white", selection_line_color="black",
+            nonselection_fill_alpha=0.6,
         )  # fmt: skip
         flame.text(
             x="start", y="depth", text="label", source=self.spans_source, x_offset=3,
-            text_baseline="middle", text_font_size="10px", text_color="#222",
+            text_baseline="middle", text_font_size="10px", text_color="label_color",
+            nonselection_text_alpha=1.0,
         )  # fmt: skip
         flame.add_tools(HoverTool(renderers=[boxes], tooltips=[*hover, ("depth", "@depth")]))
         flame.yaxis.ticker = SingleIntervalTicker(interval=1)
@@ -668,8 +692,8 @@ class Traces(pn.viewable.Viewer):
 
     def _heatmap_figure(self) -> Any:
         fig = figure(
-            y_range=FactorRange(), x_axis_type="datetime", height=300, sizing_mode="stretch_width",
-            tools="xpan,box_zoom,reset", x_axis_label="time (bucket start)",
+            y_range=FactorRange(), x_range=Range1d(0, 1), x_axis_type="datetime", height=300,
+            sizing_mode="stretch_width", tools="xpan,box_zoom,reset", x_axis_label="time",
         )  # fmt: skip
         fig.rect(
             x="x", y="name", width=HEATMAP_BUCKET_S * 1000 * 0.95, height=0.9,
@@ -687,7 +711,13 @@ class Traces(pn.viewable.Viewer):
                 ]
             )
         )
-        fig.add_layout(ColorBar(color_mapper=self.mapper, title="p95 ms", width=12), "right")
+        fig.add_layout(
+            ColorBar(
+                color_mapper=self.mapper, title="p95 ms", width=12,
+                formatter=NumeralTickFormatter(format="0,0.[000]"),
+            ),
+            "right",
+        )  # fmt: skip
         fig.grid.grid_line_color = None
         return fig
 
@@ -714,32 +744,44 @@ def _selected(table: pn.widgets.Tabulator, column: str) -> str | None:
 
 
 def _trace_frame(summaries: Sequence[TraceSummary]) -> pd.DataFrame:
-    return pd.DataFrame(
+    return _frame(
         {
             "trace": [s.trace_id[:12] for s in summaries],
             "started": [f"{datetime.fromtimestamp(s.start_ns / 1e9):%H:%M:%S}" for s in summaries],
             "root": [s.root for s in summaries],
-            "spans": [s.spans for s in summaries],
+            "spans": pd.Series([s.spans for s in summaries], dtype="int64"),
             "agents": [", ".join(s.agents) for s in summaries],
-            "duration ms": [s.duration_ms for s in summaries],
-            "errors": [s.errors for s in summaries],
+            "duration ms": pd.Series([s.duration_ms for s in summaries], dtype="float64"),
+            "errors": pd.Series([s.errors for s in summaries], dtype="int64"),
             "trace_id": [s.trace_id for s in summaries],
         }
     )
 
 
 def _span_frame(spans: Sequence[Span]) -> pd.DataFrame:
-    return pd.DataFrame(
+    return _frame(
         {
-            "started": [f"{datetime.fromtimestamp(s.start_ns / 1e9):%H:%M:%S.%f}"[:-3]
-                        for s in spans],
+            "started": [
+                f"{datetime.fromtimestamp(s.start_ns / 1e9):%H:%M:%S.%f}"[:-3] for s in spans
+            ],
             "trace": [s.trace_id[:12] for s in spans],
             "name": [s.name for s in spans],
             "agent": [_agent(s) for s in spans],
             "kind": [s.kind for s in spans],
             "status": [_status_text(s) for s in spans],
-            "duration ms": [round(s.duration_ms, 3) for s in spans],
+            "duration ms": pd.Series([round(s.duration_ms, 3) for s in spans], dtype="float64"),
             "trace_id": [s.trace_id for s in spans],
             "span_id": [s.span_id for s in spans],
         }
-    )  # fmt: skip
+    )
+
+
+def _frame(columns: dict[str, list[str] | pd.Series]) -> pd.DataFrame:
+    """Typed even when empty (Tabulator picks a column's formatter from its first dtype):
+    lists are text, Series keep their dtype."""
+    return pd.DataFrame(
+        {
+            name: values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+            for name, values in columns.items()
+        }
+    )

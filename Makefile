@@ -28,7 +28,7 @@ browser:
 test: install browser
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
-	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb
 
 test-fast: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -x tests

@@ -124,6 +124,8 @@ class MCPServer:
 
         transport = self._transport()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # read ready's outcome even when nobody waits for it any more (a cancelled start)
+        ready.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._stop = asyncio.Event()
         self._owner = asyncio.get_running_loop().create_task(
             self._own(Client(transport), ready, self._stop), name=f"loom:mcp:{self.name}"
@@ -293,9 +295,15 @@ class MCPServer:
             client.call_tool(tool, args, read_timeout_seconds=limit, meta=meta)
         )
         # The owner task ends when the server dies: race the call against it.
-        done, _ = await asyncio.wait(
-            {call, owner}, timeout=limit + 1.0, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, _ = await asyncio.wait(
+                {call, owner}, timeout=limit + 1.0, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # our caller gave up: so does the call
+            call.cancel()
+            with contextlib.suppress(BaseException):
+                await call
+            raise
         if call not in done:
             call.cancel()
             with contextlib.suppress(BaseException):

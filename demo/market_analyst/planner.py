@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom_kernel import Agent, Context, on_event
+from loom_kernel.envelope import new_id
 from loom_kernel.errors import LLMError
 from loom_kernel.spans import parse_traceparent
 
@@ -38,7 +39,7 @@ SYSTEM = (
     "HOLD when the evidence disagrees."
 )
 #: How much the evidence must move before the planner reverses a recent decision.
-NEW_EVIDENCE = {"trend_strength": 0.25, "sentiment": 0.3}
+NEW_EVIDENCE = {"trend_score": 0.25, "sentiment": 0.3}  # trend_score: signed strength
 
 
 @dataclass
@@ -206,13 +207,13 @@ class PlannerAgent(Agent):
                     self.last_fallback = reason
             llm_ms = (time.perf_counter() - started) * 1000
         if decision is None:
-            decision = rule_decision(trend, risk, sentiment, settings)
+            decision = rule_decision(trend, risk, sentiment, settings, position)
         decision, checks = _check_limits(decision, trend, risk, position, settings)
         decision, more = await self._no_flip_flop(ctx, trend.symbol, decision, evidence)
         checks += more
         plan = Plan(
             **decision.model_dump(),
-            id=f"plan-{ctx.agent_id}-{self.plans}-{int(time.time() * 1000)}",
+            id=f"plan-{new_id()}",
             symbol=trend.symbol,
             source=source,
             model=model,
@@ -265,9 +266,18 @@ class PlannerAgent(Agent):
 
 
 def rule_decision(
-    trend: Trend, risk: Risk | None, sentiment: Sentiment | None, settings: DemoSettings
+    trend: Trend,
+    risk: Risk | None,
+    sentiment: Sentiment | None,
+    settings: DemoSettings,
+    position: Position | None = None,
 ) -> PlanDecision:
-    """The explicit rule planner: a weighted vote of trend and sentiment."""
+    """The explicit rule planner: a weighted vote of trend and sentiment.
+
+    A signal against the position held closes it (a new position in the other
+    direction waits for the next plan); with the risk budget spent, only such
+    reductions go through.
+    """
     direction = {"bullish": 1.0, "bearish": -1.0, "neutral": 0.0}[trend.signal]
     score = 0.7 * direction * trend.strength + 0.3 * (sentiment.score if sentiment else 0.0)
     rsi = trend.indicators.rsi
@@ -275,16 +285,25 @@ def rule_decision(
         score *= 0.5  # stretched: halve the conviction
     confidence = round(min(1.0, 0.5 + abs(score) / 2), 3)
     planner = settings.planner
-    if abs(score) < 0.25 or confidence < planner.min_confidence or (risk and not risk.allowed):
-        why = "risk budget spent" if risk and not risk.allowed else f"score {score:+.2f} too weak"
-        return PlanDecision(action="HOLD", confidence=confidence, size=0, reasoning=f"rules: {why}")
+    held = position.size if position else 0.0
     action = "BUY" if score > 0 else "SELL"
+    reduces = held != 0 and (held > 0) != (action == "BUY")
+    if abs(score) < 0.25 or confidence < planner.min_confidence:
+        return PlanDecision(
+            action="HOLD", confidence=confidence, size=0,
+            reasoning=f"rules: score {score:+.2f} too weak",
+        )  # fmt: skip
+    if risk and not risk.allowed and not reduces:
+        return PlanDecision(
+            action="HOLD", confidence=confidence, size=0, reasoning="rules: risk budget spent"
+        )
     price = trend.price
     sign = 1 if action == "BUY" else -1
+    size = abs(held) if reduces else planner.order_notional / price
     return PlanDecision(
         action=action,
         confidence=confidence,
-        size=round(planner.order_notional / price, 6),
+        size=round(size, 6),
         leverage=1.0,
         limit_price=None,
         stop_loss=round(price * (1 - sign * planner.stop_loss_pct), 6),
@@ -292,6 +311,7 @@ def rule_decision(
         reasoning=(
             f"rules: trend {trend.signal} ({trend.strength:.2f}), sentiment "
             f"{sentiment.score if sentiment else 0:+.2f}, RSI {rsi:.0f} → score {score:+.2f}"
+            + (" → close the position" if reduces else "")
         ),
     )
 
@@ -368,6 +388,9 @@ def _evidence(
         "price": trend.price,
         "trend": trend.signal,
         "trend_strength": round(trend.strength, 4),
+        "trend_score": round(
+            {"bullish": 1, "bearish": -1, "neutral": 0}[trend.signal] * trend.strength, 4
+        ),
         "rsi": round(trend.indicators.rsi, 2),
         "macd_hist": round(trend.indicators.macd_hist, 6),
         "momentum": round(trend.indicators.momentum, 6),

@@ -9,7 +9,7 @@ the tick's ``sent_ts``). The news behind it is searched again at most every
 - ``method = "vader"``: each headline's title and snippet get VADER's compound score;
   the symbol's score is their mean.
 - ``method = "llm"``: the ``[llm.<llm>]`` model rates the headlines as a whole, in
-  [-1, 1]. When it fails, VADER scores them and ``error`` says so (``method`` is then
+  [-1, 1]. When it fails, VADER scores them and ``fallback_reason`` says why (``method`` is then
   ``"vader"``, the method that produced the score).
 
 Replayed and simulated ticks carry a market clock: the search only sees headlines dated

@@ -199,19 +199,6 @@ async def test_the_same_decision_is_not_repeated_within_the_window(no_llm: Runti
     assert "duplicate" in again.checks
 
 
-async def test_no_flip_flop_without_new_evidence_but_a_reversal_on_news(no_llm: Runtime) -> None:
-    plans = await no_llm.subscribe("plan.*")
-    await evidence(no_llm, ts=time.time(), signal="bullish", strength=0.9, score=0.3)
-    assert (await next_plan(plans)).action == "BUY"
-    # bearish by a hair, same news: the rules would sell, the planner holds
-    await evidence(no_llm, ts=time.time() + 1, signal="bearish", strength=0.8, score=0.3)
-    held = await next_plan(plans)
-    assert held.action == "HOLD" and "flip-flop refused" in held.checks
-    # the news turned: enough new evidence to reverse
-    await evidence(no_llm, ts=time.time() + 2, signal="bearish", strength=0.9, score=-0.8)
-    assert (await next_plan(plans)).action == "SELL"
-
-
 async def test_plans_wait_for_the_analyses_of_the_same_tick(no_llm: Runtime) -> None:
     plans = await no_llm.subscribe("plan.*")
     ts = time.time()
@@ -321,3 +308,44 @@ async def test_a_missing_key_is_a_visible_fallback(
         await rt.aclose()
     assert plan.source == "rules"
     assert "DEEPSEEK_API_KEY" in plan.fallback_reason
+
+
+async def test_an_llm_cannot_flip_flop_without_new_evidence(
+    project: Path, server: OpenAIServer
+) -> None:
+    sell = {
+        **LLM_PLAN,
+        "action": "SELL",
+        "stop_loss": 108,
+        "take_profit": 97,
+        "reasoning": "changed my mind",
+    }
+    server.push(
+        Reply(content=json.dumps(LLM_PLAN)),
+        Reply(content=json.dumps(sell)),
+        Reply(content=json.dumps(sell)),
+    )
+    rt = await start_planner(project, {"duplicate_window_sec": 300}, **llm_section(server))
+    try:
+        plans = await rt.subscribe("plan.*")
+        await evidence(rt, ts=time.time(), score=0.3)
+        assert (await next_plan(plans)).action == "BUY"
+        await evidence(rt, ts=time.time() + 1, score=0.3)  # the same evidence
+        refused = await next_plan(plans)
+        assert refused.action == "HOLD" and "flip-flop refused" in refused.checks
+        assert "no new evidence since BUY" in refused.reasoning
+        await evidence(rt, ts=time.time() + 2, score=-0.8)  # the news turned
+        assert (await next_plan(plans)).action == "SELL"
+    finally:
+        await rt.aclose()
+
+
+def test_rules_close_a_position_against_the_signal_even_without_risk_budget() -> None:
+    held = Position(
+        symbol="AAPL", size=300, entry_price=100, mark_price=100, leverage=1, margin=30_000,
+        liquidation_price=None, stop_loss=None, take_profit=None, unrealized_pnl=0,
+        realized_pnl=0, fees=0, ts=1,
+    )  # fmt: skip
+    decision = rule_decision(trend("bearish"), risk(allowed=False), sentiment(-0.5), SETTINGS, held)
+    assert (decision.action, decision.size) == ("SELL", 300)
+    assert "close the position" in decision.reasoning

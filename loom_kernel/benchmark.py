@@ -166,12 +166,15 @@ async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: 
                     break
                 seen = counter.received
         stats = rt.client.statistics()
+        tracing = rt.tracing.statistics()
     result_queue.put(
         {
             "received": counter.received,
             "seconds": counter.last - counter.first,
             "latencies": counter.latencies,
             "lost": stats.lost,
+            "spans_exported": tracing.exported,
+            "spans_dropped": tracing.dropped,
         }
     )
 
@@ -243,7 +246,12 @@ def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, A
 def measure_loom(count: int, *, traced: bool = False) -> dict[str, float]:
     outcome = _loom_round(count, 0, traced=traced)
     seconds = max(outcome["seconds"], 1e-9)
-    return {"received": outcome["received"], "eps": outcome["received"] / seconds}
+    return {
+        "received": outcome["received"],
+        "eps": outcome["received"] / seconds,
+        "spans_exported": outcome["spans_exported"],
+        "spans_dropped": outcome["spans_dropped"],
+    }
 
 
 def measure_latency(rate: int, duration: float) -> dict[str, float]:
@@ -281,6 +289,8 @@ def run_bench(plan: BenchPlan, progress: Callable[[str], None] = lambda _: None)
         "raw_received": raw["received"],
         "loom_received": loom["received"],
         "loom_traced_received": traced["received"],
+        "traced_receiver_spans_exported": traced["spans_exported"],
+        "traced_receiver_spans_dropped": traced["spans_dropped"],
         "count": plan.count,
     }
     for rate in plan.rates:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, mcp, tools, traces
+from . import bench, bus, mcp, run, tools, traces
 
 app = typer.Typer(
     name="loom",
@@ -23,6 +23,13 @@ app.command("tools")(tools.tools)
 app.command("traces")(traces.traces)
 app.command("trace")(traces.trace)
 app.add_typer(mcp.app, name="mcp")
+app.command("run")(run.run)
+for _action in ("start", "stop", "restart"):
+    app.command(_action)(run._control(_action))
+app.command("status")(run.status)
+app.command("logs")(run.logs)
+app.command("publish")(run.publish)
+app.command("subscribe")(run.subscribe)
 
 
 @app.command("studio")

@@ -259,6 +259,12 @@ class Tracing:
             event: Envelope = item[0] if type(item) is list else item
             parent = parse_traceparent(event.traceparent)
             if parent is None:
+                if tool is None and event.topic.startswith("loom."):
+                    # the runtime's own reports (heartbeats, spans, stats) start no
+                    # workflow: an observer of everything must not trace them (its spans
+                    # would be reports that it observes, without end)
+                    await handler(item, ctx)
+                    return
                 parent = self._root()
             if tool is not None:
                 name, kind = f"serve {tool}", "server"

@@ -284,7 +284,11 @@ def get_feed(
     """
     loop = asyncio.get_event_loop()
     feed = _feeds.get(id(loop))
-    if feed is None:
+    stale = feed is not None and (
+        (runtime is not None and feed.runtime is not None and feed.runtime is not runtime)
+        or (feed.runtime is not None and getattr(feed.runtime, "_closed", False))
+    )
+    if feed is None or stale:
         feed = _feeds[id(loop)] = StudioFeed()
         start = feed.attach(runtime) if runtime is not None else feed.open(config)
         task = loop.create_task(start)

@@ -13,9 +13,9 @@ one of three sources:
   mean-corrected so the price stays a martingale). One simulated 24-hour day passes
   every ``ticks_per_day`` ticks, from midnight UTC of ``start_date``.
 - **okx** (``source = "okx"``): the symbols of ``okx_symbols`` stream live from OKX's
-  public ``tickers`` channel; the others keep their offline source. The latest update
-  of each symbol is published at its next slot, so the rate is at most
-  ``ticks_per_second``. Nothing touches the network in any other mode.
+  public ``tickers`` channel (:mod:`~demo.market_analyst.okx`); the others keep their
+  offline source. The latest update of each symbol is published at its next slot, so
+  the rate is at most ``ticks_per_second``. Nothing touches the network in any other mode.
 
 How a daily bar becomes intraday ticks. Each trading day becomes ``ticks_per_day``
 ticks spread evenly over the regular session, 09:30 to 16:00 New York time (``ts`` is
@@ -47,21 +47,21 @@ drift with the time spent publishing.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from loom_kernel import Agent, Context
 from loom_kernel.errors import ConfigError
 
+from .okx import LiveFeed, stream_okx
+from .quotes import Quote, quote
 from .schemas import Tick
 from .settings import (
     REPLAY_SYMBOLS,
@@ -75,8 +75,6 @@ __all__ = [
     "GBM",
     "Bar",
     "DataAgent",
-    "LiveFeed",
-    "Quote",
     "ReplayFeed",
     "Schedule",
     "SimFeed",
@@ -84,12 +82,9 @@ __all__ = [
     "intraday_prices",
     "intraday_volumes",
     "load_bars",
-    "okx_quotes",
     "session_times",
-    "stream_okx",
 ]
 
-SPREAD = 1e-4  # ask - bid, relative to the price (1 basis point)
 NOISE = 0.5  # Brownian bridge scale: the day's range spread over the session
 LEG_FLOOR = 0.25  # every leg between anchors lasts as if it moved this fraction of the range
 U_SHAPE = 2.0  # extra volume weight at the open and the close
@@ -103,15 +98,8 @@ SIM_JUMPS_PER_YEAR = 12.0
 SIM_JUMP_SIZE = 0.03  # standard deviation of a jump's log return
 SIM_DAILY_VOLUME = 10_000.0  # units traded per simulated day
 
-# OKX live feed; module constants so tests (and impatient users) can shorten them.
-RECONNECT_MIN = 0.5  # seconds before the first reconnection attempt
-RECONNECT_MAX = 30.0  # the backoff doubles up to this
-KEEPALIVE = 20.0  # send OKX's "ping" after this long without a message (it closes at 30 s)
-
 MAX_LAG = 1.0  # seconds behind schedule before the backlog is dropped instead of burst
 YIELD_EVERY = 256  # ticks published before letting other tasks run, in a catch-up burst
-
-log = logging.getLogger("loom.demo.data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,23 +112,6 @@ class Bar:
     low: float
     close: float
     volume: float
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """A price at a time: a tick before it gets its symbol, source and sequence number."""
-
-    price: float
-    bid: float
-    ask: float
-    volume: float
-    ts: float
-
-
-def quote(price: float, volume: float, ts: float) -> Quote:
-    """A quote with ``bid``/``ask`` half a :data:`SPREAD` either side of ``price``."""
-    half = price * SPREAD / 2
-    return Quote(price, price - half, price + half, volume, ts)
 
 
 # -- replay: daily bars to intraday ticks -------------------------------------------------
@@ -380,122 +351,6 @@ class SimFeed:
         self._started = True
         volume = self.volume * self.rng.lognormvariate(0.0, VOLUME_JITTER)
         return quote(self.gbm.price, volume, self.ts)
-
-
-# -- live: OKX public tickers ----------------------------------------------------------
-
-
-class LiveFeed:
-    """The latest live quote of a symbol, taken once: updates between slots conflate."""
-
-    source = "okx"
-
-    def __init__(self) -> None:
-        self._latest: Quote | None = None
-
-    def update(self, latest: Quote) -> None:
-        self._latest = latest
-
-    def next_quote(self) -> Quote | None:
-        latest, self._latest = self._latest, None
-        return latest
-
-
-def okx_quotes(message: dict[str, Any]) -> list[tuple[str, Quote]]:
-    """``(instId, quote)`` for each ticker of an OKX ``tickers`` push (none for events).
-
-    ``volume`` is the size of the last trade (``lastSz``, 0 when absent); an empty
-    ``bidPx``/``askPx`` falls back to the last price and the demo's spread.
-
-    Raises:
-        KeyError, ValueError: a ticker without ``instId``, ``last`` or ``ts``.
-    """
-    if message.get("arg", {}).get("channel") != "tickers" or "data" not in message:
-        return []
-    quotes = []
-    for item in message["data"]:
-        last = float(item["last"])
-        fallback = quote(last, 0.0, 0.0)
-        quotes.append(
-            (
-                item["instId"],
-                Quote(
-                    price=last,
-                    bid=float(item.get("bidPx") or fallback.bid),
-                    ask=float(item.get("askPx") or fallback.ask),
-                    volume=float(item.get("lastSz") or 0.0),
-                    ts=float(item["ts"]) / 1000,
-                ),
-            )
-        )
-    return quotes
-
-
-async def stream_okx(
-    url: str,
-    symbols: Sequence[str],
-    on_quote: Callable[[str, Quote], None],
-    logger: logging.Logger | logging.LoggerAdapter = log,
-) -> None:
-    """Stream OKX tickers of ``symbols`` into ``on_quote`` until cancelled.
-
-    Reconnects after any failure, waiting :data:`RECONNECT_MIN` seconds, doubling up to
-    :data:`RECONNECT_MAX`, back to the minimum once a connection delivered a ticker.
-    Sends OKX's ``"ping"`` after :data:`KEEPALIVE` quiet seconds and drops a connection
-    that stays quiet that long again (WebSocket pings run underneath as well).
-    """
-    from websockets.asyncio.client import connect  # only the live mode needs it
-    from websockets.exceptions import InvalidURI, WebSocketException
-
-    subscribe = json.dumps(
-        {"op": "subscribe", "args": [{"channel": "tickers", "instId": s} for s in symbols]}
-    )
-    delay = RECONNECT_MIN
-    while True:
-        try:
-            async with connect(url) as ws:
-                await ws.send(subscribe)
-                logger.info("okx: connected to %s, subscribing to %s", url, ", ".join(symbols))
-                async for message in _okx_messages(ws, logger):
-                    for symbol, latest in message:
-                        on_quote(symbol, latest)
-                    delay = RECONNECT_MIN  # a good connection: start the backoff afresh
-        except InvalidURI:
-            raise
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            logger.warning(
-                "okx: disconnected from %s (%s); reconnecting in %g s", url, reason, delay
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RECONNECT_MAX)
-
-
-async def _okx_messages(
-    ws: Any, logger: logging.Logger | logging.LoggerAdapter
-) -> AsyncIterator[list[tuple[str, Quote]]]:
-    """The ticker batches of a connection, forever; answers pongs, events and keepalive."""
-    quiet = False
-    while True:
-        try:
-            async with asyncio.timeout(KEEPALIVE):
-                raw = await ws.recv()
-        except TimeoutError:
-            if quiet:
-                raise TimeoutError(f"no message for {2 * KEEPALIVE:g} s, not even a pong") from None
-            quiet = True
-            await ws.send("ping")
-            continue
-        quiet = False
-        if raw == "pong":
-            continue
-        try:
-            message = json.loads(raw)
-            if message.get("event") == "error":
-                logger.warning("okx: %s (code %s)", message.get("msg"), message.get("code"))
-            yield okx_quotes(message)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            logger.warning("okx: skipped a malformed message (%s): %.200r", exc, raw)
 
 
 # -- pacing and the agent -------------------------------------------------------------

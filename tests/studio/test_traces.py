@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from loom_kernel import LoomError
+from loom_kernel import LoomError, span_store
 from loom_kernel.span_store import SpanStore
 from loom_kernel.spans import Span, SpanEvent
-from loom_studio.traces import ERROR_COLOR, Traces, heatmap_cells, parse_attribute
+from loom_studio.trace_data import ERROR_COLOR, heatmap_cells, parse_attribute
+from loom_studio.traces import Traces
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -286,8 +287,10 @@ def test_the_detail_escapes_html_in_span_data(store: SpanStore, view: Traces) ->
     ],
 )  # fmt: skip
 def test_search_filters_spans_across_the_store(
-    view: Traces, filters: dict[str, Any], found: list[str]
+    view: Traces, filters: dict[str, Any], found: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # "the last N minutes" is measured from the spans' own now, however late the test runs
+    monkeypatch.setattr(span_store.time, "time", lambda: NOW / 1e9)
     assert search(view, **filters) == found
     assert not view.search_message.visible
 
@@ -397,17 +400,25 @@ def test_without_a_store_it_reads_the_projects_store_path(project: Path) -> None
 
 
 def test_refresh_ms_is_at_least_a_second(store: SpanStore) -> None:
-    assert Traces(store=store, refresh_ms=200)._callback.period == 1000
-    assert Traces(store=store.path, refresh_ms=0)._callback is None
+    view = Traces(store=store, refresh_ms=200)
+    assert not view.running  # refreshing starts when the view is shown
+    view._start()
+    try:
+        assert view._callback.period == 1000
+    finally:
+        view.stop()
+    assert not view.running
+    assert Traces(store=store.path, refresh_ms=0)._period == 0
 
 
 async def test_the_list_refreshes_on_its_own(store: SpanStore) -> None:
     view = Traces(store=store, refresh_ms=1000)
+    view._start()  # what showing it does
     try:
         store.add([span("5" * 32, 13, None, "publish later", 90_000, 1, agent="data")])
         await wait_until(lambda: view.recent.value["trace_id"].iloc[0] == "5" * 32, timeout=5)
     finally:
-        view._callback.stop()
+        view.stop()
 
 
 def test_refresh_redraws_the_open_trace_when_its_spans_arrive(

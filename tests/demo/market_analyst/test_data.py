@@ -20,12 +20,11 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from demo.market_analyst import data
+from demo.market_analyst import okx
 from demo.market_analyst.data import (
     GBM,
     Bar,
     DataAgent,
-    Quote,
     ReplayFeed,
     Schedule,
     SimFeed,
@@ -33,10 +32,10 @@ from demo.market_analyst.data import (
     intraday_prices,
     intraday_volumes,
     load_bars,
-    okx_quotes,
     session_times,
-    stream_okx,
 )
+from demo.market_analyst.okx import okx_quotes, stream_okx
+from demo.market_analyst.quotes import Quote
 from demo.market_analyst.schemas import Tick
 from demo.market_analyst.settings import demo_settings
 from loom_kernel import Runtime, Subscription, open_runtime
@@ -373,7 +372,7 @@ async def okx_server(fake: FakeOkx) -> AsyncIterator[str]:
 async def test_okx_mode_streams_live_ticks_and_reconnects_when_the_server_closes(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(data, "RECONNECT_MIN", 0.05)
+    monkeypatch.setattr(okx, "RECONNECT_MIN", 0.05)
     fake = FakeOkx(close_first_after=5)
     async with okx_server(fake) as url:
         demo = {
@@ -424,8 +423,8 @@ async def test_okx_mode_streams_live_ticks_and_reconnects_when_the_server_closes
 async def test_okx_keepalive_pings_a_quiet_server_and_drops_it_when_pongs_stop(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    monkeypatch.setattr(data, "KEEPALIVE", 0.1)
-    monkeypatch.setattr(data, "RECONNECT_MIN", 0.01)
+    monkeypatch.setattr(okx, "KEEPALIVE", 0.1)
+    monkeypatch.setattr(okx, "RECONNECT_MIN", 0.01)
     quiet, dead = FakeOkx(send=False), FakeOkx(send=False, pong=False)
     for fake, expect_reconnect in ((quiet, False), (dead, True)):
         async with okx_server(fake) as url:
@@ -444,9 +443,9 @@ async def test_okx_keepalive_pings_a_quiet_server_and_drops_it_when_pongs_stop(
 async def test_okx_reconnect_backoff_doubles_up_to_its_maximum(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
-    monkeypatch.setattr(data, "RECONNECT_MIN", 0.01)
-    monkeypatch.setattr(data, "RECONNECT_MAX", 0.04)
-    caplog.set_level(logging.WARNING, logger=data.log.name)
+    monkeypatch.setattr(okx, "RECONNECT_MIN", 0.01)
+    monkeypatch.setattr(okx, "RECONNECT_MAX", 0.04)
+    caplog.set_level(logging.WARNING, logger=okx.log.name)
     url = f"ws://127.0.0.1:{free_port()}/"  # nobody listens
     task = asyncio.create_task(stream_okx(url, ["BTC-USDT"], lambda s, q: None))
     try:
@@ -463,8 +462,8 @@ async def test_okx_reconnect_backoff_doubles_up_to_its_maximum(
 async def test_okx_backoff_starts_afresh_after_a_connection_that_delivered(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
-    monkeypatch.setattr(data, "RECONNECT_MIN", 0.01)
-    caplog.set_level(logging.WARNING, logger=data.log.name)
+    monkeypatch.setattr(okx, "RECONNECT_MIN", 0.01)
+    caplog.set_level(logging.WARNING, logger=okx.log.name)
     fake = FakeOkx(refuse=2, close_first_after=3)
     received: list[Quote] = []
     async with okx_server(fake) as url:

@@ -64,7 +64,8 @@ def serve(
         start=False,
         threaded=False,
         title=TITLE,
-        websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+        # the page may be opened by name or by number, and by the address it listens on
+        websocket_origin=sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"}),
     )
     server.start()
     return server

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, mcp, run, tools, traces
+from . import bench, bus, deploy, init, mcp, run, tools, traces
 
 app = typer.Typer(
     name="loom",
@@ -21,8 +21,11 @@ app.command("bus")(bus.bus)
 app.command("bench")(bench.bench)
 app.command("tools")(tools.tools)
 app.command("traces")(traces.traces)
+app.command("deploy")(deploy.deploy)
 app.command("trace")(traces.trace)
 app.add_typer(mcp.app, name="mcp")
+app.command("init")(init.init)
+app.add_typer(init.create_app, name="create")
 app.command("run")(run.run)
 for _action in ("start", "stop", "restart"):
     app.command(_action)(run._control(_action))

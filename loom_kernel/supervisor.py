@@ -162,11 +162,22 @@ class Supervisor:
             worker.state = "backoff"
             worker.restarts += 1
             log.warning(
-                "worker %s (%s) exited with %s after %.1f s; restarting in %.1f s",
+                "worker %s (%s) exited with %s after %.1f s; restarting in %.1f s%s",
                 worker.name, ", ".join(worker.agents), code, uptime, worker.backoff,
+                self._why(worker, code),
             )  # fmt: skip
             self._publish_state()
             await asyncio.sleep(worker.backoff)
+
+    def _why(self, worker: Worker, code: int) -> str:
+        """The worker's last log line, when it says why it could not start (exit 2)."""
+        if code != 2:
+            return ""
+        with contextlib.suppress(OSError):
+            lines = (self.logs_dir / f"{worker.name}.log").read_text(errors="replace").splitlines()
+            if lines:
+                return f": {lines[-1]}"
+        return ""
 
     async def _spawn(self, worker: Worker) -> None:
         path = self.config.path

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from loom_kernel.config import load_config
+from loom_kernel.errors import LoomError
 
 
 def studio(
@@ -33,7 +34,13 @@ async def _serve(settings, port: int, address: str) -> None:
 
     console = Console(stderr=True)
     feed = await StudioFeed().open(settings)
-    server = serve(settings, port=port, address=address, feed=feed)
+    try:
+        server = serve(settings, port=port, address=address, feed=feed)
+    except OSError as exc:
+        await feed.aclose()
+        raise LoomError(
+            f"cannot listen on {address}:{port} ({exc.strerror}): pick another --port (0: any)"
+        ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

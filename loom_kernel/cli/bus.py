@@ -25,7 +25,7 @@ def bus(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Where to bind (tcp://host:P uses P and P+1). Default: [bus] url, "
+            help="Where to bind (tcp://host:P uses P and P+1). Default: \\[bus] url, "
             f"else {DEFAULT_URL}."
         ),
     ] = None,

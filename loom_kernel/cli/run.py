@@ -48,6 +48,8 @@ def _stop_event() -> asyncio.Event:
 
 @contextlib.asynccontextmanager
 async def _joined(settings: LoomConfig) -> Any:
+    if settings.path is None and settings.bus.url is None:
+        raise LoomError("no loom.toml here or above: run this in a Loom project (`loom init`)")
     async with join_running_bus(settings) as rt:
         if rt is None:
             raise LoomError(NO_BUS)
@@ -82,6 +84,15 @@ async def _run(settings: LoomConfig, group: str | None, only: list[str] | None) 
     console = Console(stderr=True)
     stop = _stop_event()
     async with open_runtime(settings) as rt:
+        if not rt.embedded:  # joined a running bus: is this project already supervised?
+            for state in await _states(rt, max(1.0, 2.5 * settings.runtime.heartbeat_interval)):
+                running = {w["worker"] for w in state["workers"]}
+                if group is None or group in running:
+                    raise LoomError(
+                        f"`loom run` already runs this project ({state['supervisor']}, workers "
+                        f"{', '.join(sorted(running))}): stop it first, or use `loom start`, "
+                        "`loom stop` and `loom restart`"
+                    )
         supervisor = Supervisor(rt, settings, group=group, only=only)
         await supervisor.start()
         where = rt.address.publish if rt.address else "the bus"
@@ -138,9 +149,10 @@ async def _send(settings: LoomConfig, action: str, agent: str, timeout: float) -
                 f"no agent {agent!r} under `loom run` (agents: {', '.join(sorted(known))})"
             )
         try:
-            reply = await rt.request(
-                CONTROL_TOPIC, {"action": action, "agent": agent}, timeout=timeout
-            )
+            with rt.tracing.unsampled():  # housekeeping, not a workflow
+                reply = await rt.request(
+                    CONTROL_TOPIC, {"action": action, "agent": agent}, timeout=timeout
+                )
         except RequestTimeout:
             raise LoomError(
                 f"the supervisor did not confirm {action} {agent!r} within {timeout:g} s"
@@ -315,10 +327,12 @@ async def _logs(settings: LoomConfig, agent: str | None, follow: bool, lines: in
     out = Console(highlight=False)
     async with _joined(settings) as rt:
         sub = await rt.subscribe(f"loom.log.{agent}" if agent else "loom.log.*") if follow else None
-        with contextlib.suppress(RequestTimeout):
+        with contextlib.suppress(RequestTimeout), rt.tracing.unsampled():
             reply = await rt.request(LOGS_TOPIC, {"agent": agent, "limit": lines}, timeout=2.0)
             for line in reply.data:
                 _print_line(out, line)
+            if agent and not reply.data:
+                Console(stderr=True).print(f"no log lines kept for {agent!r} yet")
         if sub is None:
             return
         stop = _stop_event()

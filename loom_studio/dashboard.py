@@ -564,11 +564,12 @@ class Dashboard(pn.viewable.Viewer):
     def refresh(self) -> None:
         """Bring every part up to date with the feed, in one batch of changes."""
         agents = agent_frame(self.feed.agents, time.time(), self._stale_after())
-        self.header.refresh(self.feed, agents)
-        self.agents.refresh(agents)
-        self.events.refresh(self.feed)
-        plotted = self.topology.refresh(self.feed)
-        plotted = self.qos.refresh(self.feed, agents) or plotted
+        with pn.io.hold():  # every change of this refresh goes to the page as one message
+            self.header.refresh(self.feed, agents)
+            self.agents.refresh(agents)
+            self.events.refresh(self.feed)
+            plotted = self.topology.refresh(self.feed)
+            plotted = self.qos.refresh(self.feed, agents) or plotted
         if plotted:  # a notebook does not see direct Bokeh changes unless pushed
             pn.io.push_notebook(self.topology.pane, *self.qos.panes)
 

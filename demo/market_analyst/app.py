@@ -90,9 +90,12 @@ class View:
             row = self.row(data["symbol"])
             row["position"] = f"{data['size']:+.4g}"
             row["pnl"] = data["unrealized_pnl"] + data["realized_pnl"] - data["fees"]
-        elif topic.startswith("loom.agent.") and parts[-1] == "heartbeat":
-            if not data["agent_id"].startswith("studio-"):  # the studio's own observer
-                self.status[data["agent_id"]] = data["status"]
+        elif (
+            topic.startswith("loom.agent.")
+            and parts[-1] == "heartbeat"
+            and not data["agent_id"].startswith("studio-")  # the studio's own observer
+        ):
+            self.status[data["agent_id"]] = data["status"]
 
     def render(self) -> Group:
         table = Table(title="Market Analyst (paper trading, offline data)", expand=True)

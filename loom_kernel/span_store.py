@@ -422,33 +422,10 @@ class SpanCollector:
 
 
 def _span(row: tuple[Any, ...]) -> Span:
-    (
-        trace_id,
-        span_id,
-        parent_id,
-        name,
-        kind,
-        start,
-        end,
-        status,
-        message,
-        service,
-        agent,
-        attributes,
-        events,
-        links,
-        sampled,
-    ) = row
+    """A stored row (in ``_COLUMNS`` order) back into a :class:`Span`."""
+    service, agent, attributes, events, links, sampled = row[9:]
     return Span(
-        trace_id,
-        span_id,
-        parent_id,
-        name,
-        kind,
-        start,
-        end,
-        status,
-        message,
+        *row[:9],
         service or "",
         agent,
         json.loads(attributes),

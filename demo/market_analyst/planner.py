@@ -50,10 +50,13 @@ class _Board:
     sentiment: dict[float, tuple[Sentiment, Any]] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    def keep(self, table: dict[float, Any], tick_ts: float, value: Any) -> None:
-        table[tick_ts] = value
-        while len(table) > 64:  # bounded: only recent ticks matter
-            del table[next(iter(table))]
+    async def put(self, table: dict[float, Any], tick_ts: float, value: Any) -> None:
+        """Keep an analysis of a tick and wake the fan-ins waiting for it."""
+        async with self.changed:
+            table[tick_ts] = value
+            while len(table) > 64:  # bounded: only recent ticks matter
+                del table[next(iter(table))]
+            self.changed.notify_all()
 
 
 class PlannerAgent(Agent):
@@ -90,17 +93,13 @@ class PlannerAgent(Agent):
     async def on_risk(self, event, ctx: Context) -> None:
         risk = Risk.model_validate(event.data)
         board = self._board(risk.symbol)
-        async with board.changed:
-            board.keep(board.risk, risk.tick_ts, (risk, event))
-            board.changed.notify_all()
+        await board.put(board.risk, risk.tick_ts, (risk, event))
 
     @on_event("analysis.sentiment.*", qos="realtime")
     async def on_sentiment(self, event, ctx: Context) -> None:
         sentiment = Sentiment.model_validate(event.data)
         board = self._board(sentiment.symbol)
-        async with board.changed:
-            board.keep(board.sentiment, sentiment.tick_ts, (sentiment, event))
-            board.changed.notify_all()
+        await board.put(board.sentiment, sentiment.tick_ts, (sentiment, event))
 
     @on_event("trade.position.*", qos="realtime")
     async def on_position(self, event, ctx: Context) -> None:

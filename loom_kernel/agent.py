@@ -136,6 +136,9 @@ class Agent:
     """
 
     id: str = ""
+    #: False for observers (dashboards, recorders): the runtime records no span for
+    #: their handlers, so watching a workflow does not add to its trace.
+    traced: bool = True
 
     def __init__(self, agent_id: str | None = None):
         chosen = agent_id or type(self).id or _kebab(type(self).__name__)

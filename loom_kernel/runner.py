@@ -153,7 +153,10 @@ class AgentRunner:
     # -- handling --------------------------------------------------------------------
 
     def _wrap(self, spec: HandlerSpec, handler: Handler) -> Handler:
+        tracing = self.runtime.tracing
         for middleware in reversed(self.runtime.middleware):
+            if middleware == tracing.middleware and not self.agent.traced:
+                middleware = tracing.untraced  # no span, but the context goes on
             handler = middleware(spec, handler)
         return handler
 

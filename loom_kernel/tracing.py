@@ -308,6 +308,16 @@ class Tracing:
 
         return traced
 
+    def untraced(self, spec: HandlerSpec, handler: Handler) -> Handler:
+        """For observer agents (``traced = False``): no span of their own, but what their
+        handlers emit continues the trace of the event they handle."""
+
+        async def carried(item: Any, ctx: Context) -> None:
+            with self.continuing(item[0] if type(item) is list else item):
+                await handler(item, ctx)
+
+        return carried
+
     def _root(self) -> tuple[str, None, bool]:
         """A new trace for an event that came without trace context."""
         return new_trace_id(), None, self.ratio >= 1.0 or random.random() < self.ratio

@@ -261,6 +261,8 @@ class StudioFeed:
 class StudioObserver(Agent):
     """Feeds a :class:`StudioFeed` from every topic; emits nothing."""
 
+    traced = False  # an observer: no spans of its own in the workflows it watches
+
     def __init__(self, feed: StudioFeed, agent_id: str):
         super().__init__(agent_id)
         self.feed = feed

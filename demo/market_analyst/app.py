@@ -200,6 +200,8 @@ async def _studio(rt: Any, port: int | None, console: Console) -> Any:
 class ViewAgent(Agent):
     """Feeds the terminal view from the bus (an observer: it emits nothing)."""
 
+    traced = False  # an observer: no spans of its own in the workflows it watches
+
     id = "terminal-view"
 
     def __init__(self, state: View):

@@ -54,6 +54,8 @@ def bench_config(folder: Path, rate: float, symbols: list[str]) -> dict[str, Any
 class _OrderClock(Agent):
     """Collects the latency of every filled order."""
 
+    traced = False  # an observer: no spans of its own in the workflows it watches
+
     id = "bench-orders"
 
     def __init__(self) -> None:

@@ -219,3 +219,20 @@ async def test_statistics_count_recorded_and_exported(rt: Runtime) -> None:
     stats = rt.tracing.statistics()
     assert stats.enabled and stats.sample_ratio == 1.0 and stats.dropped == 0
     assert isinstance(rt.tracing, Tracing)
+
+
+async def test_an_observer_agent_adds_no_spans(rt: Runtime) -> None:
+    class Watcher(Agent):
+        traced = False
+
+        @on_event("watched.*")
+        async def watch(self, event, ctx):
+            await ctx.emit("watched-done.x", event.data)  # its emits still carry the context
+
+    await rt.start(Watcher("watcher"))
+    done = await rt.subscribe("watched-done.*")
+    sent = await rt.emit("watched.x", 1)
+    got = await done.get(timeout=5)
+    assert parse_traceparent(got.traceparent)[0] == parse_traceparent(sent.traceparent)[0]
+    spans = await stored_trace(rt, "watched.x", 2)
+    assert "handle watched.x" not in {s.name for s in spans}

@@ -222,7 +222,9 @@ class Traces(pn.viewable.Viewer):
             self._select_row(self.recent, "trace_id", self.trace_id)
             shown = next((s for s in snap.summaries if s.trace_id == self.trace_id), None)
             if self.trace_id is None and snap.summaries:
-                self._open(snap.summaries[0].trace_id)
+                # the fullest recent workflow: the newest ones may still be arriving
+                fullest = max(snap.summaries, key=lambda s: (s.spans, s.start_ns))
+                self._open(fullest.trace_id)
             elif shown is not None and shown.spans != len(self._spans):  # still growing
                 self._reload()
         if snap.heatmap is not None:

@@ -1,15 +1,18 @@
 """Loom's kernel: agents as asyncio tasks on a ZeroMQ bus with wildcard topics.
 
-What users write comes from here; everything else is in the submodules.
+What users write comes from here. The kernel is built in layers, each a subpackage
+that imports only the ones below it (``docs/ARCHITECTURE.md``)::
+
+    cli → ops → runtime → agents → capabilities → messaging → tracing → bus → protocol
+
+with :mod:`loom_kernel.config` and :mod:`loom_kernel.errors` under them all.
 """
 
-from .agent import Agent, on_event, tool
-from .bus import BusAddress
-from .client import Subscription
-from .collaboration import BarrierTimeout, ContractResult, FanInResult
+from . import _compat
+from .agents import Agent, Context, on_event, tool
+from .bus import BusAddress, Subscription
+from .capabilities import LLMProvider, LLMResponse, Memory, MemoryItem, ToolCall, ToolInfo, Usage
 from .config import LoomConfig, load_config
-from .context import Context
-from .envelope import Envelope
 from .errors import (
     BusError,
     ConfigError,
@@ -24,12 +27,12 @@ from .errors import (
     ToolTimeout,
     TopicError,
 )
-from .llm import LLMProvider, LLMResponse, ToolCall, Usage
-from .memory import Memory, MemoryItem
+from .messaging import BarrierTimeout, ContractResult, Endpoint, FanInResult
+from .protocol import Envelope, topic_matches
 from .runtime import Runtime, open_runtime, run
-from .span_store import SpanStore
-from .tools import ToolInfo
-from .topics import topic_matches
+from .tracing import SpanStore
+
+_compat.install()
 
 capability = tool  # the SPEC's alias: @capability("name") is @tool("name")
 
@@ -43,6 +46,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "ContractResult",
+    "Endpoint",
     "Envelope",
     "FanInResult",
     "LLMError",

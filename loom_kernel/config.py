@@ -16,11 +16,20 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
 __all__ = [
+    "BUS_URL_FORMS",
+    "ENV_REFERENCE",
     "AgentConfig",
     "BusConfig",
     "LLMConfig",
@@ -30,15 +39,61 @@ __all__ = [
     "RouterConfig",
     "RuntimeConfig",
     "TracingConfig",
+    "bus_endpoints",
     "find_config",
     "load_config",
+    "parse_config",
 ]
 
 CONFIG_NAME = "loom.toml"
+#: ``${NAME}`` in an MCP server's ``env`` or ``headers``: the environment variable's value.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so `stall_after = true` or `hwm = "5"` is a mistake to
+    # report, not a value to coerce (an int still counts as a float).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_HOST = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?)\Z")
+BUS_URL_FORMS = "tcp://host:port (e.g. tcp://127.0.0.1:7355), ipc:///path or inproc://name"
+
+
+def bus_endpoints(url: str) -> tuple[str, str]:
+    """The publish and subscribe endpoints one bus URL names.
+
+    ``tcp://h:P`` → P and P+1 (``tcp://h:0``: free ports picked at bind);
+    ``ipc://x`` / ``inproc://x`` → ``x.in`` and ``x.out``.
+
+    Raises:
+        ValueError: not one of the accepted forms; the message says which are.
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"a bus url is a string such as {BUS_URL_FORMS}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError(f"bad bus url {url!r}: expected {BUS_URL_FORMS}")
+    if scheme == "tcp":
+        host, colon, port = rest.rpartition(":")
+        if not colon or not port.isdigit() or not host:
+            raise ValueError(
+                f"bad bus url {url!r}: a tcp url needs host and port, e.g. tcp://127.0.0.1:7355"
+            )
+        if not _HOST.match(host):
+            raise ValueError(
+                f"bad bus url {url!r}: {host!r} is not a host name or address "
+                "(e.g. 127.0.0.1, localhost, bus.internal or [::1])"
+            )
+        number = int(port)
+        if number == 0:
+            return f"tcp://{host}:0", f"tcp://{host}:0"
+        if not 0 < number < 65535:
+            raise ValueError(f"bad bus url {url!r}: port must be in 1..65534 (P and P+1 are used)")
+        return f"tcp://{host}:{number}", f"tcp://{host}:{number + 1}"
+    if scheme in ("ipc", "inproc"):
+        return f"{url}.in", f"{url}.out"
+    raise ValueError(f"bad bus url {url!r}: unknown transport {scheme!r} (use {BUS_URL_FORMS})")
 
 
 class BusConfig(_Section):
@@ -60,6 +115,19 @@ class BusConfig(_Section):
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for the bus to answer."
     )
+    max_message_size: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest frame (bytes) a bus socket accepts; a publisher refuses bigger "
+        "events with a clear error, and a peer that sends one is disconnected.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            bus_endpoints(url)
+        return url
 
 
 class RuntimeConfig(_Section):
@@ -95,7 +163,7 @@ class LLMConfig(BaseModel):
     key, which are reported as typos.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     model: str = Field(
         description="litellm model name with its provider prefix, e.g. 'deepseek/deepseek-chat' "
@@ -120,17 +188,23 @@ class LLMConfig(BaseModel):
         "servers that reject it).",
     )
 
-    @model_validator(mode="after")
-    def _no_typos(self) -> LLMConfig:
-        known = [name for name in type(self).model_fields]
-        for extra in self.model_extra or {}:
-            near = difflib.get_close_matches(extra, known, n=1, cutoff=0.8)
+    @model_validator(mode="before")
+    @classmethod
+    def _no_typos(cls, raw: Any) -> Any:
+        # Before the fields: `modell = ...` must read as a typo, not as a missing model.
+        if not isinstance(raw, dict):
+            return raw
+        known = list(cls.model_fields)
+        for key in raw:
+            if key in known:
+                continue
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
             if near:
                 raise ValueError(
-                    f"unknown key {extra!r}: did you mean {near[0]!r}? (other keys are passed "
-                    "to litellm as they are)"
+                    f"unknown key {key!r} (did you mean {near[0]!r}?); keys that are not "
+                    "Loom's are passed to litellm as they are"
                 )
-        return self
+        return raw
 
     @property
     def extra_params(self) -> dict[str, Any]:
@@ -146,12 +220,24 @@ class RouterConfig(_Section):
         description="Names of [llm.*] entries that share the load (the routing pool).",
     )
     strategy: Literal[
-        "simple-shuffle",
+        "simple",
+        "latency",
+        "cost",
+        "usage",
         "least-busy",
+        # litellm's own names, as earlier releases took them
+        "simple-shuffle",
         "usage-based-routing",
+        "usage-based-routing-v2",
         "latency-based-routing",
         "cost-based-routing",
-    ] = Field(default="simple-shuffle", description="How litellm picks a model of the pool.")
+    ] = Field(
+        default="simple",
+        description="How the model of the pool is picked per call: simple (random, weighted "
+        "by rpm/tpm), latency (fastest lately), cost (cheapest: litellm's prices or the "
+        "entries' input_cost_per_token/output_cost_per_token), usage (most headroom under "
+        "tpm/rpm), least-busy (fewest calls in flight).",
+    )
     fallbacks: list[str] = Field(
         default_factory=list,
         description="[llm.*] entries tried in order when every model of the pool failed.",
@@ -375,23 +461,66 @@ def _config_error(exc: ValidationError, path: Path | None) -> ConfigError:
     first = exc.errors()[0]
     loc = [str(part) for part in first["loc"]]
     file = str(path) if path else None
-    if first["type"] == "extra_forbidden":
+    kind = first["type"]
+    if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
         valid = [name for name in model.model_fields if model is not LoomConfig or name != "path"]
         near = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
-        section = ".".join(loc[:-1])
-        where = f"[{section}]" if section else "the top level"
-        return ConfigError(f"unknown key {loc[-1]!r} in {where}: {hint}", path=file)
-    if first["type"] == "value_error":
+        return ConfigError(f"unknown key {loc[-1]!r} in {_where(loc[:-1])}: {hint}", path=file)
+    if kind == "value_error":
         message = str(first["msg"]).removeprefix("Value error, ")
-        section = ".".join(loc)
-        return ConfigError(f"[{section}] {message}" if section else message, path=file)
-    if first["type"] == "missing":
-        section, key = ".".join(loc[:-1]), loc[-1]
-        example = _EXAMPLES.get(key, "...")
-        return ConfigError(f"[{section}] has no {key!r}: add `{key} = {example}`", path=file)
-    return ConfigError(f"{'.'.join(loc)} = {first.get('input')!r}: {first['msg']}", path=file)
+        if loc and loc[-1] in _model_at(loc[:-1]).model_fields:  # a key's own check
+            return ConfigError(f"{_where(loc[:-1])} {loc[-1]}: {message}", path=file)
+        return ConfigError(f"[{'.'.join(loc)}] {message}" if loc else message, path=file)
+    if kind == "missing":
+        example = _EXAMPLES.get(loc[-1], "...")
+        return ConfigError(
+            f"{_where(loc[:-1])} has no {loc[-1]!r}: add `{loc[-1]} = {example}`", path=file
+        )
+    setting = f"{_key(loc)} = {_toml(first.get('input'))}"
+    if kind in _TYPE_NAMES:
+        expected = _TYPE_NAMES[kind]
+        return ConfigError(
+            f"{setting}: {expected} is expected here, not {_toml_type(first.get('input'))}",
+            path=file,
+        )
+    return ConfigError(f"{setting}: {first['msg']}", path=file)
+
+
+_TYPE_NAMES = {
+    "float_type": "a number",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "string_type": "a quoted string",
+    "list_type": "a list [...]",
+    "dict_type": "a table",
+}
+
+
+def _key(loc: list[str]) -> str:
+    """``[runtime] stall_after`` for a key of a section, ``bus`` for a top-level one."""
+    return f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else ".".join(loc)
+
+
+def _where(section: list[str]) -> str:
+    return f"[{'.'.join(section)}]" if section else "the top level"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
 
 
 _EXAMPLES = {"model": '"deepseek/deepseek-chat"'}

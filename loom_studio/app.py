@@ -16,8 +16,7 @@ from typing import Any
 
 import panel as pn
 
-from loom_kernel.config import LoomConfig, load_config
-from loom_kernel.span_store import SpanStore
+from loom_kernel import LoomConfig, SpanStore, load_config
 
 from .dashboard import Dashboard
 from .feed import StudioFeed, get_feed

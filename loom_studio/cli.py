@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loom_kernel.config import load_config
-from loom_kernel.errors import LoomError
+from loom_kernel import LoomError, load_config
 
 
 def studio(

@@ -25,8 +25,8 @@ import panel as pn
 from bokeh.models import Arrow, ColumnDataSource, HoverTool, VeeHead
 from bokeh.plotting import figure
 
-from loom_kernel.errors import TopicError
-from loom_kernel.topics import compile_pattern
+from loom_kernel import TopicError
+from loom_kernel.protocol import compile_pattern
 
 from .feed import REFRESH_MS, EventRow, StudioFeed, get_feed
 

@@ -26,8 +26,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loom_kernel import Agent, on_event, open_runtime
-from loom_kernel.config import LoomConfig, load_config
+from loom_kernel import Agent, LoomConfig, load_config, on_event, open_runtime
 
 if TYPE_CHECKING:
     from loom_kernel import Envelope, Runtime

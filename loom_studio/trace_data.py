@@ -18,8 +18,8 @@ from typing import Any
 
 from bokeh.palettes import Category20_20
 
-from loom_kernel.errors import LoomError
-from loom_kernel.spans import Span
+from loom_kernel import LoomError
+from loom_kernel.protocol import Span
 
 __all__ = [
     "ERROR_COLOR",

@@ -38,10 +38,9 @@ from bokeh.models import (
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
-from loom_kernel.config import load_config
-from loom_kernel.errors import LoomError
-from loom_kernel.span_store import SpanStore, TraceSummary
-from loom_kernel.spans import Span
+from loom_kernel import LoomError, load_config
+from loom_kernel.protocol import Span
+from loom_kernel.tracing import SpanStore, TraceSummary
 
 from .trace_data import (
     HEATMAP_BUCKET_S,

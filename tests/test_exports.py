@@ -10,17 +10,17 @@ import loom_kernel
 import loom_kernel.errors
 
 KERNEL_MODULES = [
-    "loom_kernel.bus",
-    "loom_kernel.client",
+    "loom_kernel.bus.zeromq",
+    "loom_kernel.bus.zeromq.client",
     "loom_kernel.config",
-    "loom_kernel.envelope",
+    "loom_kernel.protocol.envelope",
     "loom_kernel.errors",
-    "loom_kernel.llm",
-    "loom_kernel.memory",
-    "loom_kernel.qos",
+    "loom_kernel.capabilities.llm",
+    "loom_kernel.capabilities.memory",
+    "loom_kernel.bus.qos",
     "loom_kernel.stats",
-    "loom_kernel.tools",
-    "loom_kernel.topics",
+    "loom_kernel.capabilities.tools",
+    "loom_kernel.protocol.topics",
 ]
 
 

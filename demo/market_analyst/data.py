@@ -57,8 +57,7 @@ from itertools import pairwise
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from loom_kernel import Agent, Context
-from loom_kernel.errors import ConfigError
+from loom_kernel import Agent, ConfigError, Context
 
 from .okx import LiveFeed, stream_okx
 from .quotes import Quote, quote
@@ -446,7 +445,7 @@ class DataAgent(Agent):
         self.published: dict[str, int] = {}  # ticks per symbol, also their next seq
 
     async def on_start(self, ctx: Context) -> None:
-        settings = self._settings or demo_settings(ctx.runtime.config)
+        settings = self._settings or demo_settings(ctx.config)
         self.data = settings.data
         if self.data.source == "okx" and not self.data.okx_url.startswith(("ws://", "wss://")):
             raise ConfigError(

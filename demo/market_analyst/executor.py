@@ -52,7 +52,7 @@ class ExecutorAgent(Agent):
         self._marked: dict[str, float] = {}  # symbol -> monotonic time of its last update
 
     async def on_start(self, ctx: Context) -> None:
-        config = ctx.runtime.config
+        config = ctx.config
         settings = demo_settings(config)
         try:
             self.broker = PaperBroker(

@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom_kernel import Agent, Context, on_event
-from loom_kernel.envelope import new_id
-from loom_kernel.errors import LLMError
-from loom_kernel.spans import parse_traceparent
+from loom_kernel import Agent, Context, LLMError, on_event
+from loom_kernel.protocol import new_id, parse_traceparent
 
 from .schemas import Plan, PlanDecision, Position, Risk, Sentiment, Trend
 from .settings import DemoSettings, demo_settings
@@ -65,7 +63,7 @@ class PlannerAgent(Agent):
     id = "planner"
 
     async def on_start(self, ctx: Context) -> None:
-        self.settings: DemoSettings = demo_settings(ctx.runtime.config)
+        self.settings: DemoSettings = demo_settings(ctx.config)
         self.boards: dict[str, _Board] = {}
         self.positions: dict[str, Position] = {}
         self.last_planned: dict[str, float] = {}
@@ -75,7 +73,7 @@ class PlannerAgent(Agent):
         self.plans = 0
         self.last_fallback: str | None = None
         name = self.settings.planner.llm
-        self.llm = ctx.llm(name) if name and name in ctx.runtime.config.llm else None
+        self.llm = ctx.llm(name) if name and name in ctx.config.llm else None
         self.no_llm_reason = (
             None
             if self.llm is not None
@@ -160,10 +158,8 @@ class PlannerAgent(Agent):
         """Fan-in: the risk and sentiment of the trend's tick, or what arrived in time."""
         board = self._board(trend.symbol)
         timeout = self.settings.planner.fan_in_timeout
-        with ctx.runtime.tracing.span(
-            "fan_in",
-            agent=ctx.agent_id,
-            attributes={"loom.pattern": "fan_in", "demo.symbol": trend.symbol},
+        with ctx.span(
+            "fan_in", attributes={"loom.pattern": "fan_in", "demo.symbol": trend.symbol}
         ) as span:
             async with board.changed:
                 with contextlib.suppress(TimeoutError):  # then: what arrived in time

@@ -106,7 +106,7 @@ class RiskAgent(Agent):
         # Read lazily as well as in on_start: a subscription's consumer may run while
         # the next subscription is being set up, before on_start.
         if self._budget is None:
-            demo = demo_settings(ctx.runtime.config)
+            demo = demo_settings(ctx.config)
             risk = demo.risk
             limits = RiskLimits(
                 max_position_notional=risk.max_position_notional,

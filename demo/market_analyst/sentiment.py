@@ -197,7 +197,7 @@ class SentimentAgent(Agent):
         # Read lazily as well as in on_start: the consumer of a subscription may run
         # before on_start has finished.
         if self._settings is None:
-            self._settings = demo_settings(ctx.runtime.config).sentiment
+            self._settings = demo_settings(ctx.config).sentiment
         return self._settings
 
 

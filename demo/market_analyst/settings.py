@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loom_kernel.config import LoomConfig
-from loom_kernel.errors import ConfigError
+from loom_kernel import ConfigError, LoomConfig
 
 REPLAY_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
 SIM_SYMBOLS = ("BTC-USDT",)

@@ -54,5 +54,5 @@ class TrendAgent(Agent):
         # Read lazily as well as in on_start: the consumer of a subscription may run
         # before on_start has finished.
         if self._settings is None:
-            self._settings = demo_settings(ctx.runtime.config).trend
+            self._settings = demo_settings(ctx.config).trend
         return self._settings

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from importlib.metadata import entry_points
 
 import typer
 
@@ -35,20 +35,26 @@ app.command("publish")(run.publish)
 app.command("subscribe")(run.subscribe)
 
 
-@app.command("studio")
-def studio(
-    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 5006,
-    address: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
-) -> None:
-    """Serve the studio (dashboard and traces) for the project's bus; Ctrl-C stops it.
+def _add_plugins() -> None:
+    """Commands other packages add through the ``loom.commands`` entry point group (the
+    studio's ``loom studio``): the kernel never imports them itself."""
+    for entry in entry_points(group="loom.commands"):
+        try:
+            command = entry.load()
+        except Exception as exc:  # a broken plugin must not take every command down
+            app.command(entry.name, help=f"(unavailable: {exc})")(_unavailable(entry.name, exc))
+            continue
+        app.command(entry.name)(command)
 
-    Example: `loom studio --port 5006`, then open http://127.0.0.1:5006/.
-    """
-    # The kernel never imports the studio at import time: only this command does.
-    from loom_studio.cli import studio as run_studio
 
-    run_studio(port=port, address=address, config=config)
+def _unavailable(name: str, exc: Exception) -> Callable[[], None]:
+    def command() -> None:
+        raise LoomError(f"`loom {name}` cannot load: {type(exc).__name__}: {exc}")
+
+    return command
+
+
+_add_plugins()
 
 
 def main() -> None:

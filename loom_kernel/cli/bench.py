@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..benchmark import BenchPlan, run_bench
 from ..errors import LoomError
+from ..ops.bench import BenchPlan, run_bench
 
 
 def bench(
@@ -73,7 +73,7 @@ def bench(
 
 
 def _bench_tools(calls: int, as_json: bool) -> None:
-    from ..bench_tools import run_tool_bench
+    from ..ops.bench import run_tool_bench
 
     console = Console(stderr=True)
     with console.status("starting") as status:

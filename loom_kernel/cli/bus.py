@@ -12,10 +12,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..bus import Broker, BusAddress
+from ..bus.zeromq import (
+    Broker,
+    BusAddress,
+    discovery_lock,
+    read_discovery,
+    remove_discovery,
+    write_discovery,
+)
 from ..config import LoomConfig, load_config
-from ..discovery import discovery_lock, read_discovery, remove_discovery, write_discovery
 from ..errors import BusError
+from ..protocol import reserved
 from ..runtime import Runtime, open_runtime
 
 DEFAULT_URL = "tcp://127.0.0.1:7355"
@@ -53,7 +60,9 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = Broker([address], hwm=settings.bus.hwm)
+        broker = Broker(
+            [address], hwm=settings.bus.hwm, max_message_size=settings.bus.max_message_size
+        )
         (bound,) = broker.start()
         write_discovery(project, bound, "standalone")
     stop = asyncio.Event()
@@ -91,7 +100,7 @@ async def _report(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
         stats = broker.statistics()
-        rt.context._publish("loom.broker.stats", stats.to_dict(), type="stats", count=False)
+        rt.context.endpoint.report(reserved.BROKER_STATS, stats.to_dict(), type="stats")
         if not quiet:
             rate = (stats.frames_out - last.frames_out) / 3 / interval
             console.print(

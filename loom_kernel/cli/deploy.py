@@ -14,8 +14,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ..config import LoomConfig
-from ..deploy import DeployOptions, is_pristine, plan_deployment, render, slug
 from ..errors import ConfigError, LoomError
+from ..ops.deploy import DeployOptions, is_pristine, plan_deployment, render, slug
 from .project import load_project
 
 _LEXERS = {".yaml": "yaml", ".toml": "toml", "": "docker"}

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..agent import _AGENT_ID
+from ..agents import AGENT_ID
 from ..config import CONFIG_NAME, find_config, load_config
 from ..errors import ConfigError, LoomError
 
@@ -230,7 +230,7 @@ def _project_config(project: Path | None) -> Path:
 
 
 def _check_id(value: str, what: str) -> None:
-    if not _AGENT_ID.match(value):
+    if not AGENT_ID.match(value):
         raise LoomError(
             f"bad {what} {value!r}: use letters, digits, '_' and '-', starting with a letter "
             "or digit (e.g. price-feed)"

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..mcp_bridge import serve_stdio
+from ..ops.mcp_bridge import serve_stdio
 from ..runtime import open_runtime
 from .project import load_project
 

@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ..bus.zeromq import read_discovery
 from ..config import LoomConfig, load_config
-from ..discovery import read_discovery
 from ..errors import BusError
 from ..runtime import Runtime, open_runtime
 

@@ -28,8 +28,9 @@ from rich.table import Table
 
 from ..config import LoomConfig
 from ..errors import LoomError, RemoteError, RequestTimeout
+from ..ops.supervisor import CONTROL_TOPIC, LOGS_TOPIC, STATE_TOPIC, Supervisor
+from ..protocol import reserved
 from ..runtime import Runtime, open_runtime
-from ..supervisor import CONTROL_TOPIC, LOGS_TOPIC, STATE_TOPIC, Supervisor
 from .project import join_running_bus, load_project
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="The project's loom.toml.")]
@@ -202,7 +203,9 @@ def status(
 async def _status(settings: LoomConfig, watch: bool, as_json: bool, wait: float) -> None:
     async with _joined(settings) as rt:
         board = _Board()
-        subs = [await rt.subscribe(p, qos="realtime") for p in ("loom.agent.*", STATE_TOPIC)]
+        subs = [
+            await rt.subscribe(p, qos="realtime") for p in (reserved.AGENT_REPORTS, STATE_TOPIC)
+        ]
         pumps = [asyncio.get_running_loop().create_task(board.pump(sub)) for sub in subs]
         try:
             if watch:
@@ -267,7 +270,7 @@ class _Board:
                     "handled": beat.get("handled", 0),
                     "rate_per_s": round(rate, 1) if rate is not None else None,
                     "errors": beat.get("errors", 0),
-                    "last_error": beat.get("last_error"),
+                    "last_error": beat.get("last_error") or worker.get("error"),
                 }
             )
         return rows
@@ -326,7 +329,9 @@ def logs(
 async def _logs(settings: LoomConfig, agent: str | None, follow: bool, lines: int) -> None:
     out = Console(highlight=False)
     async with _joined(settings) as rt:
-        sub = await rt.subscribe(f"loom.log.{agent}" if agent else "loom.log.*") if follow else None
+        sub = (
+            await rt.subscribe(reserved.log(agent) if agent else reserved.LOGS) if follow else None
+        )
         with contextlib.suppress(RequestTimeout), rt.tracing.unsampled():
             reply = await rt.request(LOGS_TOPIC, {"agent": agent, "limit": lines}, timeout=2.0)
             for line in reply.data:

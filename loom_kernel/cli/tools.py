@@ -11,11 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..actions import list_mcp_tools
+from ..capabilities import MCPServer, ToolInfo, list_mcp_tools
 from ..config import LoomConfig
 from ..errors import ToolError
-from ..mcp_servers import MCPServer
-from ..tools import ToolInfo
 from .project import join_running_bus, load_project
 
 

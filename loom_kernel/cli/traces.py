@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from ..errors import LoomError
-from ..span_store import SpanStore
-from ..spans import Span
+from ..protocol import Span
+from ..tracing import SpanStore, TraceSummary
 from .project import load_project
 
 
@@ -48,25 +49,50 @@ def traces(
     if as_json:
         print(json.dumps([summary.to_dict() for summary in found], indent=2))
         return
-    table = Table(title=f"{len(found)} recent traces ({store.path})")
-    table.add_column("trace", no_wrap=True)  # a prefix: `loom trace` takes it
-    table.add_column("started", no_wrap=True)
-    table.add_column("root", no_wrap=True, min_width=18, overflow="ellipsis")
-    table.add_column("spans", justify="right")
-    table.add_column("agents", overflow="fold")
-    table.add_column("ms", justify="right", no_wrap=True)
-    table.add_column("errors", justify="right")
-    for summary in found:
-        table.add_row(
-            summary.trace_id[:12],
+    console = Console()
+    console.print(_traces_table(found, f"{len(found)} recent traces ({store.path})", console.width))
+
+
+_HEADS = ("trace", "started", "root", "spans", "agents", "ms", "errors")
+_RIGHT = {"spans", "ms", "errors"}
+
+
+def _traces_table(found: list[TraceSummary], title: str, width: int) -> Table:
+    """One line per trace, sized to ``width``: the short columns keep their width, the
+    root span and the agents share the rest (cut with an ellipsis, never folded)."""
+    rows = [
+        (
+            summary.trace_id[:12],  # a prefix: `loom trace` takes it
             datetime.fromtimestamp(summary.start_ns / 1e9).strftime("%H:%M:%S"),
             summary.root,
             str(summary.spans),
             ", ".join(summary.agents),
             f"{summary.duration_ms:,.2f}",
-            f"[red]{summary.errors}[/]" if summary.errors else "0",
+            str(summary.errors),
         )
-    Console().print(table)
+        for summary in found
+    ]
+    sizes = {
+        head: max([len(head)] + [len(row[index]) for row in rows])
+        for index, head in enumerate(_HEADS)
+    }
+    separators = 2 * (len(_HEADS) - 1) + 1  # a space and a padding between columns
+    fixed = sum(size for head, size in sizes.items() if head not in ("root", "agents"))
+    left = max(24, width - fixed - separators)
+    sizes["root"] = min(sizes["root"], max(len("root"), left - 12))  # the root first
+    sizes["agents"] = max(len("agents"), left - sizes["root"])
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+    for head in _HEADS:
+        justify = "right" if head in _RIGHT else "left"
+        table.add_column(
+            head, width=sizes[head], no_wrap=True, overflow="ellipsis", justify=justify
+        )
+    for row in rows:
+        errors = row[-1]
+        table.add_row(*row[:-1], f"[red]{errors}[/]" if errors != "0" else errors)
+    return table
 
 
 def trace(

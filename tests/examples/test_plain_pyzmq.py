@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from loom_kernel import Agent, RemoteError, Runtime, on_event, open_runtime, topic_matches
-from loom_kernel.topics import compile_pattern
+from loom_kernel.protocol.topics import compile_pattern
 from tests.conftest import PYTHON, REPO, free_port, python_env
 
 pytestmark = pytest.mark.multiprocess

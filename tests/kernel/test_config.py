@@ -168,12 +168,12 @@ def test_unknown_top_level_key_is_placed_at_the_top_level(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[runtime]\nheartbeat_interval = "fast"\n', "runtime.heartbeat_interval"),
-        ("[runtime]\nheartbeat_interval = 0\n", "runtime.heartbeat_interval"),
-        ('[runtime]\nmax_hops = "many"\n', "runtime.max_hops"),
-        ("[bus]\nhwm = 10\n", "bus.hwm"),
-        ('[bus]\nmode = "sometimes"\n', "bus.mode"),
-        ("[bus]\nurl = 7355\n", "bus.url"),
+        ('[runtime]\nheartbeat_interval = "fast"\n', "[runtime] heartbeat_interval"),
+        ("[runtime]\nheartbeat_interval = 0\n", "[runtime] heartbeat_interval"),
+        ('[runtime]\nmax_hops = "many"\n', "[runtime] max_hops"),
+        ("[bus]\nhwm = 10\n", "[bus] hwm"),
+        ('[bus]\nmode = "sometimes"\n', "[bus] mode"),
+        ("[bus]\nurl = 7355\n", "[bus] url"),
         ("bus = 5\n", "bus"),
     ],
 )
@@ -266,13 +266,13 @@ def test_every_capability_section_maps_onto_typed_settings(tmp_path: Path) -> No
     [
         (
             {"llm": {"d": {"model": "x", "temprature": 1}}},
-            "[llm.d] unknown key 'temprature': did you mean 'temperature'?",
+            "[llm.d] unknown key 'temprature' (did you mean 'temperature'?)",
         ),
         (
             {"llm": {"d": {"api_base": "http://x"}}},
             "[llm.d] has no 'model': add `model = \"deepseek/deepseek-chat\"`",
         ),
-        ({"llm": {"d": {"model": "x", "temperature": 9}}}, "llm.d.temperature = 9"),
+        ({"llm": {"d": {"model": "x", "temperature": 9}}}, "[llm.d] temperature = 9"),
         ({"mcp": {"t": {"args": ["-m", "x"]}}}, "[mcp.t] set exactly one of command"),
         (
             {"mcp": {"t": {"command": "x", "argz": []}}},
@@ -283,10 +283,10 @@ def test_every_capability_section_maps_onto_typed_settings(tmp_path: Path) -> No
             {"router": {"models": ["ghost"]}},
             "[router] models names 'ghost', which is not an [llm.*] entry",
         ),
-        ({"router": {"strategy": "fastest"}}, "router.strategy = 'fastest'"),
+        ({"router": {"strategy": "fastest"}}, "[router] strategy = 'fastest'"),
         ({"llm": {"bad name": {"model": "x"}}}, "bad name 'bad name'"),
         ({"llm": {"router": {"model": "x"}}}, "[llm.router]: 'router' is the name of the [router]"),
-        ({"agents": {"a": {"restart": "sometimes"}}}, "agents.a.restart = 'sometimes'"),
+        ({"agents": {"a": {"restart": "sometimes"}}}, "[agents.a] restart = 'sometimes'"),
     ],
 )
 def test_bad_capability_settings_say_what_to_fix(raw: dict, message: str) -> None:
@@ -298,14 +298,75 @@ def test_bad_capability_settings_say_what_to_fix(raw: dict, message: str) -> Non
 def test_agent_settings_reach_the_agent_context(project: Path) -> None:
     import asyncio
 
-    from loom_kernel import open_runtime
+    from loom_kernel import Agent, open_runtime
 
     config = parse_config({"agents": {"planner": {"settings": {"window": 60}}}})
+    seen: dict[str, dict] = {}
 
-    async def settings() -> tuple[dict, dict]:
+    class Reader(Agent):
+        async def on_start(self, ctx) -> None:
+            seen[self.id] = ctx.settings
+
+    async def settings() -> None:
         async with open_runtime(config) as rt:
-            from loom_kernel.context import Context
+            await rt.start(Reader("planner"), Reader("other"))
 
-            return Context(rt, "planner").settings, Context(rt, "other").settings
+    asyncio.run(settings())
+    assert seen == {"planner": {"window": 60}, "other": {}}
 
-    assert asyncio.run(settings()) == ({"window": 60}, {})
+
+# -- values checked at load (regressions) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("tcp://not a host:7355", "'not a host' is not a host name or address"),
+        ("tcp://127.0.0.1", "a tcp url needs host and port"),
+        ("tcp://127.0.0.1:70000", "port must be in 1..65534"),
+        ("udp://127.0.0.1:7355", "unknown transport 'udp'"),
+        ("127.0.0.1:7355", "expected tcp://host:port"),
+    ],
+)
+def test_a_bad_bus_url_fails_at_load_naming_the_key_and_the_forms(
+    tmp_path: Path, url: str, fault: str
+) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(f'[bus]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    message = str(caught.value)
+    assert message.startswith(f"{file}: [bus] url: ") and fault in message
+
+
+@pytest.mark.parametrize("url", ["tcp://bus.internal:7355", "tcp://[::1]:7355", "ipc:///tmp/x"])
+def test_good_bus_urls_load(url: str) -> None:
+    assert parse_config({"bus": {"url": url}}).bus.url == url
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[runtime]\nstall_after = true\n", "[runtime] stall_after = true: a number is expected"),
+        ("[bus]\nhwm = true\n", "[bus] hwm = true: a whole number is expected here, not a boolean"),
+        ('[bus]\nhwm = "5000"\n', "[bus] hwm = '5000': a whole number is expected here"),
+        ("[tracing]\nenabled = 1\n", "[tracing] enabled = 1: true or false is expected"),
+        ("[runtime]\nmax_hops = 2.5\n", "[runtime] max_hops = 2.5: a whole number is expected"),
+    ],
+)
+def test_values_of_the_wrong_type_are_not_coerced(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert message in str(caught.value)
+
+
+def test_an_int_still_counts_as_a_float() -> None:
+    assert parse_config({"runtime": {"stall_after": 3}}).runtime.stall_after == 3.0
+
+
+def test_a_misspelt_llm_key_is_reported_before_the_missing_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"llm": {"x": {"modell": "openai/gpt-4o-mini"}}})
+    assert "[llm.x] unknown key 'modell' (did you mean 'model'?)" in str(caught.value)

@@ -11,7 +11,7 @@ import panel as pn
 import pytest
 
 from loom_kernel import Agent, Runtime, on_event
-from loom_kernel.envelope import Envelope, encode_data
+from loom_kernel.protocol.envelope import Envelope, encode_data
 from loom_studio import feed as feed_module
 from loom_studio.dashboard import MAX_ROWS, Dashboard, layered_layout
 from loom_studio.feed import StudioFeed

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from loom_kernel import LoomError, span_store
-from loom_kernel.span_store import SpanStore
-from loom_kernel.spans import Span, SpanEvent
+from loom_kernel import LoomError
+from loom_kernel.protocol.spans import Span, SpanEvent
+from loom_kernel.tracing import store as span_store
+from loom_kernel.tracing.store import SpanStore
 from loom_studio.trace_data import ERROR_COLOR, heatmap_cells, parse_attribute
 from loom_studio.traces import Traces
 from tests.conftest import wait_until

@@ -15,7 +15,7 @@ from demo.market_analyst.app import PROJECT, agents
 from demo.market_analyst.schemas import Order, Plan, Position, Sentiment
 from loom_kernel import Runtime, Subscription, open_runtime
 from loom_kernel.config import parse_config
-from loom_kernel.spans import parse_traceparent
+from loom_kernel.protocol.spans import parse_traceparent
 from tests.conftest import REPO, wait_until
 from tests.support.openai_server import OpenAIServer, Reply
 

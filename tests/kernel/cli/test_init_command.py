@@ -27,7 +27,7 @@ from loom_kernel import (
     load_config,
     open_runtime,
 )
-from loom_kernel.discovery import read_discovery
+from loom_kernel.bus.zeromq.discovery import read_discovery
 from tests.conftest import PYTHON, WAIT, python_env
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(120)]

@@ -228,7 +228,9 @@ def test_subscribe_prints_events_as_json(supervised) -> None:
     assert json.loads(output.lines[0])["data"] == {"k": "v"}
 
 
-def test_a_bad_agent_module_is_reported_and_retried(tmp_path: Path) -> None:
+def test_a_bad_agent_module_stops_its_group_with_the_error_instead_of_restarting(
+    tmp_path: Path,
+) -> None:
     project = make_project(
         tmp_path / "proj", TOML + '\n[agents.broken]\nmodule = "agents.nope:Nope"\n'
     )
@@ -239,15 +241,30 @@ def test_a_bad_agent_module_is_reported_and_retried(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         row = wait_for(
-            lambda: (r := status(project).get("broken")) and r["restarts"] >= 1 and r, 60
+            lambda: (r := status(project).get("broken")) and r["status"] == "failed" and r, 60
         )
-        assert row["status"] in ("backoff", "running")
-        log = (project / ".loom" / "logs" / "broken.log").read_text()
-        assert "module 'agents.nope' cannot be imported" in log
+        assert "module 'agents.nope' cannot be imported" in row["last_error"]
+        assert row["restarts"] == 0
+        # a configuration error is not retried: a later status still shows no restart
+        assert status(project)["broken"]["restarts"] == 0
         assert status(project)["echo"]["status"] in ("running", "idle")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        out, _ = proc.communicate(timeout=30)
+    assert "cannot start" in out and "not restarted" in out
+
+
+def test_a_misspelt_agent_class_suggests_the_right_one(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "typo", TOML + '\n[agents.typo]\nmodule = "agents.echo:Ecko"\n'
+    )
+    done = subprocess.run(
+        [PYTHON, "-m", "loom_kernel.ops.worker", "--config", str(project / "loom.toml"),
+         "--agents", "typo"],
+        cwd=project, env=python_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2  # the supervisor's "configuration error, do not restart"
+    assert "'Ecko' is not defined in agents.echo (did you mean 'Echo'?)" in done.stderr
 
 
 def test_commands_without_a_project_or_a_bus_say_what_to_do(tmp_path: Path) -> None:
@@ -262,6 +279,18 @@ def test_commands_without_a_project_or_a_bus_say_what_to_do(tmp_path: Path) -> N
         assert "no bus runs for this project" in done.stderr, args
     bad_json = loom(project, "publish", "a.b", "{nope")
     assert bad_json.returncode == 1 and "DATA is not JSON" in bad_json.stderr
+
+
+def test_a_bad_bus_url_is_one_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    # regression: `loom status` printed a 67-line ZMQError traceback, `loom publish` said
+    # "no bus runs for this project"
+    project = make_project(tmp_path / "badurl", '[bus]\nurl = "tcp://not a host:7355"\n')
+    for args in (["status"], ["publish", "a.b"], ["run"]):
+        done = loom(project, *args)
+        assert done.returncode == 1, args
+        assert "Traceback" not in done.stderr, args
+        assert "[bus] url: bad bus url 'tcp://not a host:7355'" in done.stderr, args
+        assert "no bus runs" not in done.stderr, args
 
 
 def test_no_agents_declared_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from loom_kernel import Runtime
 from tests.conftest import PYTHON, python_env
-from tests.kernel.test_span_store import run_jobs
+from tests.kernel.tracing.test_store import run_jobs
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -106,6 +106,18 @@ async def test_traces_table_shows_the_root_name_in_80_columns(work: Work) -> Non
     done = await loom(work.project, "traces", columns=80)
     assert done.returncode == 0, done.stderr
     assert "publish job.start" in done.stdout
+
+
+async def test_traces_table_keeps_one_line_per_trace_in_80_columns(work: Work) -> None:
+    listed = json.loads((await loom(work.project, "traces", "--json")).stdout)
+    done = await loom(work.project, "traces", columns=80)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    for summary in listed:  # regression: the agents column folded to one letter a line
+        rows = [line for line in lines if line.startswith(summary["trace_id"][:12])]
+        assert len(rows) == 1, lines
+        assert summary["agents"][0][:5] in rows[0]
 
 
 async def test_trace_last_json_gives_the_spans_as_a_tree(work: Work) -> None:

@@ -1,0 +1,185 @@
+"""The broker: an XSUB/XPUB proxy that every client publishes into and subscribes from.
+
+A bus has two endpoints: publishers connect to the broker's XSUB socket
+(``BusAddress.publish``), subscribers to its XPUB socket (``BusAddress.subscribe``).
+A single URL names both: ``tcp://host:P`` means P for publishers and P+1 for
+subscribers; ``ipc:///path`` and ``inproc://name`` get ``.in`` / ``.out`` suffixes.
+
+The broker subscribes upstream to everything, so a subscription is live for every
+publisher as soon as the broker's XPUB socket has processed it (see ``client.py``
+for how a subscriber waits for that). It forwards frames without parsing them:
+malformed frames cannot crash it.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+
+import zmq
+
+from ...errors import BusError
+from .address import BusAddress
+
+__all__ = ["Broker", "BrokerStatistics"]
+
+
+@dataclass(frozen=True)
+class BrokerStatistics:
+    """Counters read from the running proxy: ZeroMQ counts frames (a Loom event is 3)."""
+
+    frames_in: int
+    bytes_in: int
+    frames_out: int
+    bytes_out: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "frames_in": self.frames_in,
+            "bytes_in": self.bytes_in,
+            "frames_out": self.frames_out,
+            "bytes_out": self.bytes_out,
+        }
+
+
+class Broker:
+    """An XSUB/XPUB proxy running on its own thread (ZeroMQ's C proxy: no GIL held).
+
+    Args:
+        addresses: where to bind; several are allowed (e.g. inproc for this process
+            and tcp for the others).
+        context: the ZeroMQ context (inproc endpoints need the clients' context).
+        hwm: high-water mark of both sockets, in messages.
+        max_message_size: the largest frame a publisher may send; one that sends a bigger
+            frame is disconnected by ZeroMQ (its events are lost, seen as sequence gaps).
+
+    ``start()`` binds in the calling thread, so a port in use fails there, clearly.
+    """
+
+    def __init__(
+        self,
+        addresses: list[BusAddress],
+        *,
+        context: zmq.Context | None = None,
+        hwm: int = 100_000,
+        max_message_size: int = -1,
+    ):
+        if not addresses:
+            raise BusError("a broker needs at least one address to bind")
+        self._requested = list(addresses)
+        self._context = context or zmq.Context.instance()
+        self._hwm = hwm
+        self._max_message_size = max_message_size
+        self._thread: threading.Thread | None = None
+        self._control_url = f"inproc://loom-broker-control-{id(self):x}"
+        self._control: zmq.Socket | None = None
+        self._lock = threading.Lock()
+        self.addresses: list[BusAddress] = []
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> list[BusAddress]:
+        """Bind every address and start proxying; returns the bound addresses."""
+        if self._thread is not None:
+            raise BusError("broker already started")
+        ctx = self._context
+        xsub = ctx.socket(zmq.XSUB)
+        xpub = ctx.socket(zmq.XPUB)
+        control_server = ctx.socket(zmq.PAIR)
+        for sock in (xsub, xpub):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, self._hwm)
+            sock.setsockopt(zmq.RCVHWM, self._hwm)
+        xsub.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
+        try:
+            for address in self._requested:
+                self.addresses.append(_bind_pair(xsub, xpub, address))
+        except BusError:
+            self.addresses = []
+            for sock in (xsub, xpub, control_server):
+                sock.close(0)
+            raise
+        # Ask every publisher for everything: filtering happens at the XPUB side, so a
+        # subscription is live for all publishers once XPUB has processed it.
+        xsub.send(b"\x01")
+        control_server.bind(self._control_url)
+        self._control = ctx.socket(zmq.PAIR)
+        self._control.connect(self._control_url)
+        self._thread = threading.Thread(
+            target=self._run, args=(xsub, xpub, control_server), name="loom-broker", daemon=True
+        )
+        self._thread.start()
+        return list(self.addresses)
+
+    def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+        try:
+            zmq.proxy_steerable(xsub, xpub, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (xsub, xpub, control):
+                sock.close(0)
+
+    def statistics(self) -> BrokerStatistics:
+        """Messages and bytes through the broker since it started."""
+        with self._lock:
+            if not self.running or self._control is None:
+                return BrokerStatistics(0, 0, 0, 0)
+            self._control.send(b"STATISTICS")
+            if not self._control.poll(1000):
+                raise BusError("the broker did not answer a STATISTICS request within 1 s")
+            frames = self._control.recv_multipart()
+        values = [struct.unpack("=Q", frame)[0] for frame in frames]
+        # frontend (XSUB): msgs in, bytes in, msgs out, bytes out; then backend (XPUB).
+        return BrokerStatistics(
+            frames_in=values[0],
+            bytes_in=values[1],
+            frames_out=values[6],
+            bytes_out=values[7],
+        )
+
+    def close(self) -> None:
+        """Stop proxying and release the endpoints (idempotent)."""
+        with self._lock:
+            if self._control is None:
+                return
+            if self.running:
+                self._control.send(b"TERMINATE")
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.join(timeout=5)
+            self._control.close(0)
+            self._control = None
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> str:
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise BusError(
+            f"cannot bind the bus at {endpoint}: {exc.strerror}. Is another bus running there? "
+            'Join it instead (leave [bus] mode = "auto"), or pick another [bus] url.'
+        ) from None
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _bind_pair(xsub: zmq.Socket, xpub: zmq.Socket, address: BusAddress) -> BusAddress:
+    """Bind both sockets; ``tcp://host:0`` picks free ports P and P+1, so the bus has a URL."""
+    if not (address.publish.startswith("tcp://") and address.publish.endswith(":0")):
+        return BusAddress(_bind(xsub, address.publish), _bind(xpub, address.subscribe))
+    host = address.publish[len("tcp://") : -len(":0")]
+    for _ in range(100):
+        try:
+            port = xsub.bind_to_random_port(f"tcp://{host}", min_port=20_000, max_port=64_000)
+        except zmq.ZMQError as exc:
+            raise BusError(f"cannot bind the bus on {host}: {exc}") from None
+        try:
+            xpub.bind(f"tcp://{host}:{port + 1}")
+        except zmq.ZMQError:
+            xsub.unbind(f"tcp://{host}:{port}")
+            continue
+        return BusAddress(f"tcp://{host}:{port}", f"tcp://{host}:{port + 1}")
+    raise BusError(f"found no free pair of adjacent ports on {host} for the bus")

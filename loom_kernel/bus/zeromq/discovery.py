@@ -1,0 +1,114 @@
+"""How a process finds the project's running bus: ``<project>/.loom/bus.json``.
+
+The process that starts a bus (embedded or ``loom bus``) writes its TCP endpoints
+and pid there and removes the file when it stops. Another process of the same
+project (same ``loom.toml`` folder) reads it and joins. A lock file serialises
+"is there a bus? if not, start one" between processes starting together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from .address import BusAddress
+
+__all__ = [
+    "DiscoveryRecord",
+    "discovery_lock",
+    "read_discovery",
+    "remove_discovery",
+    "write_discovery",
+]
+
+FOLDER = ".loom"
+FILE = "bus.json"
+
+
+def discovery_path(project_dir: Path) -> Path:
+    return project_dir / FOLDER / FILE
+
+
+class DiscoveryRecord:
+    """What ``bus.json`` holds."""
+
+    def __init__(self, address: BusAddress, pid: int, started: float, kind: str):
+        self.address = address
+        self.pid = pid
+        self.started = started
+        self.kind = kind
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {**self.address.to_dict(), "pid": self.pid, "started": self.started, "kind": self.kind},
+            indent=2,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_discovery(project_dir: Path) -> DiscoveryRecord | None:
+    """The record of a bus whose process is still alive, else None."""
+    path = discovery_path(project_dir)
+    try:
+        raw = json.loads(path.read_text())
+        record = DiscoveryRecord(
+            BusAddress(raw["publish"], raw["subscribe"]),
+            int(raw["pid"]),
+            float(raw.get("started", 0)),
+            str(raw.get("kind", "embedded")),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if _alive(record.pid) else None
+
+
+def write_discovery(project_dir: Path, address: BusAddress, kind: str) -> Path:
+    """Record a bus this process runs; returns the file's path."""
+    path = discovery_path(project_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = DiscoveryRecord(address, os.getpid(), time.time(), kind)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(record.to_json())
+    tmp.replace(path)
+    return path
+
+
+def remove_discovery(project_dir: Path) -> None:
+    """Remove the record if it is this process's own."""
+    path = discovery_path(project_dir)
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+@contextlib.asynccontextmanager
+async def discovery_lock(project_dir: Path) -> AsyncIterator[None]:
+    """An exclusive inter-process lock on the project's discovery folder.
+
+    Waiting for it happens on a worker thread, so the event loop keeps running.
+    """
+    folder = project_dir / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "bus.lock", "w") as handle:  # noqa: ASYNC230 - opening a lock file is instant
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

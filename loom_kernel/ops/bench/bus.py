@@ -1,0 +1,299 @@
+"""``loom bench``: the bus measured against raw pyzmq, in one run, across processes.
+
+Three measurements, each in fresh processes (``spawn``), on loopback TCP:
+
+1. **raw pyzmq** — a PUB process sends ``count`` two-frame messages (topic + ~100 B
+   body, frame by frame) straight to a SUB process: the baseline.
+2. **Loom throughput** — a subscriber process opens a runtime (embedded broker) with
+   an agent whose ``@on_event("bench.*")`` handler counts; a publisher process joins
+   the same bus by discovery and ``ctx.emit``\\ s ``count`` events as fast as it can.
+   Every event crosses the broker and is decoded into an ``Envelope``.
+3. **Tracing** — the Loom throughput run again with tracing on and every event sampled
+   (a publish span per emit, a handle span per handler run, exported on the bus); the
+   cost is ``1 - traced / untraced``. The other runs have tracing off.
+4. **Latency** — the same topology, the publisher paced at fixed rates; the handler
+   records ``now - event.ts`` for every event. Sent and received are counted.
+
+Rates are taken at the receiver, from its first to its last message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BenchPlan", "run_bench"]
+
+_BODY = b'{"symbol":"BTC-USDT","price":43123.51,"volume":0.125,"bid":43123.5,"ask":43123.6}'
+_IDLE_END = 1.0  # seconds without traffic after which a receiver stops waiting
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """How much to measure."""
+
+    count: int = 1_000_000
+    rates: tuple[int, ...] = (1_000, 10_000)
+    duration: float = 10.0
+
+    @classmethod
+    def quick(cls) -> BenchPlan:
+        return cls(count=200_000, rates=(1_000, 10_000), duration=3.0)
+
+
+@dataclass
+class BenchResult:
+    throughput: dict[str, float] = field(default_factory=dict)
+    latency: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"throughput": self.throughput, "latency": self.latency}
+
+
+# -- raw pyzmq -----------------------------------------------------------------------
+
+
+def _raw_receiver(port_queue: Any, result_queue: Any, count: int) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"bench.")
+    port = sub.bind_to_random_port("tcp://127.0.0.1")
+    port_queue.put(port)
+    received, first, last = 0, 0.0, 0.0
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    while received < count:
+        if not poller.poll(_IDLE_END * 1000 if received else 10_000):
+            break
+        while True:
+            try:
+                sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            sub.recv()
+            received += 1
+            if received == 1:
+                first = time.perf_counter()
+        last = time.perf_counter()
+    result_queue.put({"received": received, "seconds": last - first})
+    sub.close(0)
+    ctx.term()
+
+
+def _raw_sender(port: int, count: int, ready: Any) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.connect(f"tcp://127.0.0.1:{port}")
+    time.sleep(0.3)  # let the subscription reach this PUB (raw ZeroMQ has no handshake)
+    ready.set()
+    topic = b"bench.raw"
+    send = pub.send
+    for _ in range(count):
+        send(topic, zmq.SNDMORE)
+        send(_BODY)
+    pub.close(linger=10_000)
+    ctx.term()
+
+
+def measure_raw(count: int) -> dict[str, float]:
+    spawn = mp.get_context("spawn")
+    ports, results, ready = spawn.Queue(), spawn.Queue(), spawn.Event()
+    receiver = spawn.Process(target=_raw_receiver, args=(ports, results, count))
+    receiver.start()
+    port = ports.get(timeout=30)
+    sender = spawn.Process(target=_raw_sender, args=(port, count, ready))
+    sender.start()
+    outcome = results.get(timeout=120)
+    sender.join(30)
+    receiver.join(30)
+    seconds = max(outcome["seconds"], 1e-9)
+    return {"received": outcome["received"], "eps": outcome["received"] / seconds}
+
+
+# -- Loom ------------------------------------------------------------------------------
+
+
+def _loom_receiver(project: str, ready: Any, result_queue: Any, expected: int) -> None:
+    asyncio.run(_loom_receive(Path(project), ready, result_queue, expected))
+
+
+async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: int) -> None:
+    from ...agents import Agent, on_event
+    from ...runtime import open_runtime
+
+    class Counter(Agent):
+        received = 0
+        first = 0.0
+        last = 0.0
+        latencies: list[float] = []
+        done = asyncio.Event()
+
+        @on_event("bench.*")
+        async def count(self, event: Any, ctx: Any) -> None:
+            now = time.time_ns()
+            self.received += 1
+            if self.received == 1:
+                self.first = time.perf_counter()
+            self.last = time.perf_counter()
+            if event.type == "latency":
+                self.latencies.append((now - event.ts) / 1e6)
+            if self.received >= expected:
+                self.done.set()
+
+    counter = Counter("bench-counter")
+    async with open_runtime(project / "loom.toml") as rt:
+        await rt.start(counter)
+        ready.set()
+        seen = -1
+        while not counter.done.is_set():
+            try:
+                await asyncio.wait_for(counter.done.wait(), _IDLE_END if counter.received else 60)
+            except TimeoutError:
+                if counter.received == seen:
+                    break
+                seen = counter.received
+        stats = rt.client.statistics()
+        tracing = rt.tracing.statistics()
+    result_queue.put(
+        {
+            "received": counter.received,
+            "seconds": counter.last - counter.first,
+            "latencies": counter.latencies,
+            "lost": stats.lost,
+            "spans_exported": tracing.exported,
+            "spans_dropped": tracing.dropped,
+        }
+    )
+
+
+def _loom_sender(project: str, count: int, rate: float) -> None:
+    asyncio.run(_loom_send(Path(project), count, rate))
+
+
+async def _loom_send(project: Path, count: int, rate: float) -> None:
+    from ...protocol import Envelope
+    from ...runtime import open_runtime
+
+    data = {
+        "symbol": "BTC-USDT",
+        "price": 43123.51,
+        "volume": 0.125,
+        "bid": 43123.5,
+        "ask": 43123.6,
+    }
+    async with open_runtime(project / "loom.toml") as rt:
+        send = rt.context.endpoint.send  # what ctx.emit does, without awaiting per event
+        if rate <= 0:
+            for index in range(count):
+                send(Envelope(topic="bench.tick", data=data))
+                if index % 2000 == 1999:
+                    await asyncio.sleep(0)
+        else:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            sent = 0
+            while sent < count:
+                due = min(count, int((loop.time() - start) * rate) + 1)
+                while sent < due:
+                    send(Envelope(topic="bench.tick", data=data, type="latency"))
+                    sent += 1
+                await asyncio.sleep(0.0002)
+        await asyncio.sleep(0.2)  # let the PUB socket flush before the runtime closes
+
+
+def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, Any]:
+    spawn = mp.get_context("spawn")
+    # Generous: the run itself, plus process start-up; a rate of 0 means "as fast as possible".
+    patience = 120 + (count / rate if rate > 0 else count / 20_000)
+    with tempfile.TemporaryDirectory(prefix="loom-bench-") as folder:
+        project = Path(folder)
+        # Tracing off is the bus alone; on, every event is sampled: a publish span in the
+        # publisher, a handle span in the receiver, both exported on the bus in batches.
+        tracing = "sample_ratio = 1.0\ncollect = false" if traced else "enabled = false"
+        (project / "loom.toml").write_text(f'[bus]\nmode = "auto"\n[tracing]\n{tracing}\n')
+        ready, results = spawn.Event(), spawn.Queue()
+        receiver = spawn.Process(target=_loom_receiver, args=(folder, ready, results, count))
+        sender = spawn.Process(target=_loom_sender, args=(folder, count, rate))
+        receiver.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("the benchmark's receiver did not start within 60 s")
+            sender.start()
+            outcome = results.get(timeout=patience)
+            sender.join(30)
+            receiver.join(30)
+        finally:
+            for process in (sender, receiver):
+                if process.is_alive():
+                    process.kill()
+                    process.join(5)
+    return outcome
+
+
+def measure_loom(count: int, *, traced: bool = False) -> dict[str, float]:
+    outcome = _loom_round(count, 0, traced=traced)
+    seconds = max(outcome["seconds"], 1e-9)
+    return {
+        "received": outcome["received"],
+        "eps": outcome["received"] / seconds,
+        "spans_exported": outcome["spans_exported"],
+        "spans_dropped": outcome["spans_dropped"],
+    }
+
+
+def measure_latency(rate: int, duration: float) -> dict[str, float]:
+    from ...stats import percentile
+
+    count = int(rate * duration)
+    outcome = _loom_round(count, rate)
+    values = sorted(outcome["latencies"])
+    return {
+        "rate_eps": rate,
+        "p50_ms": round(percentile(values, 50), 3),
+        "p99_ms": round(percentile(values, 99), 3),
+        "max_ms": round(values[-1], 3) if values else 0.0,
+        "sent": count,
+        "received": outcome["received"],
+    }
+
+
+def run_bench(plan: BenchPlan, progress: Callable[[str], None] = lambda _: None) -> BenchResult:
+    """Run every measurement of ``plan``; ``progress`` is told each step as it starts."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    result = BenchResult()
+    progress(f"raw pyzmq PUB→SUB, {plan.count:,} messages")
+    raw = measure_raw(plan.count)
+    progress(f"Loom through the broker to a handler, {plan.count:,} events")
+    loom = measure_loom(plan.count)
+    progress(f"the same with tracing on (every event sampled), {plan.count:,} events")
+    traced = measure_loom(plan.count, traced=True)
+    result.throughput = {
+        "raw_pyzmq_eps": round(raw["eps"]),
+        "loom_eps": round(loom["eps"]),
+        "ratio": round(loom["eps"] / raw["eps"], 3) if raw["eps"] else 0.0,
+        "loom_traced_eps": round(traced["eps"]),
+        "tracing_cost": round(1 - traced["eps"] / loom["eps"], 3) if loom["eps"] else 0.0,
+        "raw_received": raw["received"],
+        "loom_received": loom["received"],
+        "loom_traced_received": traced["received"],
+        "traced_receiver_spans_exported": traced["spans_exported"],
+        "traced_receiver_spans_dropped": traced["spans_dropped"],
+        "count": plan.count,
+    }
+    for rate in plan.rates:
+        progress(f"publish→handler latency at {rate:,} events/s for {plan.duration:g} s")
+        result.latency.append(measure_latency(rate, plan.duration))
+    return result

@@ -1,0 +1,139 @@
+"""Reserved topics: everything Loom itself publishes lives under ``loom.``.
+
+This module is the one place that spells them; every other module, the studio and the
+CLI build reserved topics with these names and functions (``docs/PROTOCOL.md`` lists
+them). User topics may use any other first segment.
+
+>>> heartbeat("planner")
+'loom.agent.planner.heartbeat'
+>>> tool_name(tool_topic("web-search"))
+'web-search'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AGENT_ERRORS",
+    "AGENT_REPORTS",
+    "ALL_SPANS",
+    "BARRIER_PREFIX",
+    "BROKER_STATS",
+    "HEARTBEATS",
+    "LOGS",
+    "LOOM_PREFIX",
+    "PROBE_PREFIX",
+    "REPLY_PREFIX",
+    "SPANS_PREFIX",
+    "SUPERVISOR_CONTROL",
+    "SUPERVISOR_LOGS",
+    "SUPERVISOR_STATE",
+    "TOOLS_CHANGED",
+    "TOOLS_QUERY",
+    "TOOL_PREFIX",
+    "agent_error",
+    "barrier",
+    "client_stats",
+    "heartbeat",
+    "inbox",
+    "is_reserved",
+    "llm_usage",
+    "log",
+    "probe",
+    "spans",
+    "tool_name",
+    "tool_topic",
+]
+
+#: Every reserved topic starts with this segment.
+LOOM_PREFIX = "loom."
+
+# -- the bus's own plumbing (one client's business, never handled by agents) -------
+#: ``loom.probe.<client>.<n>``: a client's round trip proving a subscription is live.
+PROBE_PREFIX = "loom.probe."
+#: ``loom.reply.<client>.<owner>``: the inbox where an owner's replies arrive.
+REPLY_PREFIX = "loom.reply."
+
+# -- agents' reports ----------------------------------------------------------------
+#: ``loom.agent.<id>.heartbeat`` / ``.error``, ``loom.log.<id>``.
+_AGENT_PREFIX = "loom.agent."
+_LOG_PREFIX = "loom.log."
+#: ``loom.client.<client>.stats`` and ``loom.broker.stats``: bus statistics.
+BROKER_STATS = "loom.broker.stats"
+#: ``loom.llm.<provider>.usage``: tokens, cost and latency of each LLM call.
+_LLM_PREFIX = "loom.llm."
+
+# -- tools ----------------------------------------------------------------------------
+#: ``loom.tool.<name>``: requests to an agent's ``@tool``.
+TOOL_PREFIX = "loom.tool."
+#: Every runtime answers with its agents' tools; a runtime announces changes.
+TOOLS_QUERY = "loom.tools.query"
+TOOLS_CHANGED = "loom.tools.changed"
+
+# -- tracing and collaboration --------------------------------------------------------
+#: ``loom.trace.spans.<client>``: batches of finished spans.
+SPANS_PREFIX = "loom.trace.spans"
+#: ``loom.barrier.<name>``: parties arriving at a barrier.
+BARRIER_PREFIX = "loom.barrier."
+
+# -- loom run ---------------------------------------------------------------------------
+SUPERVISOR_STATE = "loom.supervisor.state"
+SUPERVISOR_CONTROL = "loom.supervisor.control"
+SUPERVISOR_LOGS = "loom.supervisor.logs"
+
+
+def is_reserved(topic: str) -> bool:
+    """True for Loom's own topics (``loom.…``)."""
+    return topic.startswith(LOOM_PREFIX)
+
+
+def probe(client_id: str, n: int) -> str:
+    return f"{PROBE_PREFIX}{client_id}.{n}"
+
+
+def inbox(client_id: str, owner: str) -> str:
+    return f"{REPLY_PREFIX}{client_id}.{owner}"
+
+
+def heartbeat(agent_id: str) -> str:
+    return f"{_AGENT_PREFIX}{agent_id}.heartbeat"
+
+
+def agent_error(agent_id: str) -> str:
+    return f"{_AGENT_PREFIX}{agent_id}.error"
+
+
+def log(agent_id: str) -> str:
+    return f"{_LOG_PREFIX}{agent_id}"
+
+
+def client_stats(client_id: str) -> str:
+    return f"loom.client.{client_id}.stats"
+
+
+def llm_usage(provider: str) -> str:
+    return f"{_LLM_PREFIX}{provider}.usage"
+
+
+def tool_topic(name: str) -> str:
+    return f"{TOOL_PREFIX}{name}"
+
+
+def tool_name(topic: str) -> str | None:
+    """The tool a ``loom.tool.<name>`` topic (or pattern) serves, None for other topics."""
+    return topic[len(TOOL_PREFIX) :] if topic.startswith(TOOL_PREFIX) else None
+
+
+def spans(client_id: str) -> str:
+    return f"{SPANS_PREFIX}.{client_id}"
+
+
+def barrier(name: str) -> str:
+    return f"{BARRIER_PREFIX}{name}"
+
+
+#: Patterns for the reports above, for observers (the studio, ``loom logs``).
+AGENT_REPORTS = "loom.agent.*"
+HEARTBEATS = "loom.agent.*.heartbeat"
+AGENT_ERRORS = "loom.agent.*.error"
+LOGS = "loom.log.*"
+ALL_SPANS = f"{SPANS_PREFIX}.*"

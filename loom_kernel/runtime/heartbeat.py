@@ -1,0 +1,87 @@
+"""Heartbeats: what each agent and the bus report, every ``[runtime] heartbeat_interval``.
+
+Every active agent publishes its statistics on ``loom.agent.<id>.heartbeat`` (its status
+among them), the process its transport's counters on ``loom.client.<id>.stats``, and the
+process that runs the broker the broker's on ``loom.broker.stats``. The studio, ``loom
+status`` and the supervisor read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+from ..agents.runner import AgentRunner
+from ..bus.zeromq.broker import Broker
+from ..errors import LoomError
+from ..messaging.endpoint import Endpoint
+from ..protocol import reserved
+
+__all__ = ["Heartbeat", "beat"]
+
+log = logging.getLogger("loom.runtime")
+
+
+def beat(runner: AgentRunner) -> None:
+    """Publish one agent's heartbeat now (its statistics, status included)."""
+    with contextlib.suppress(LoomError):
+        runner.ctx.endpoint.report(
+            reserved.heartbeat(runner.agent.id), runner.statistics().to_dict(), type="heartbeat"
+        )
+
+
+class Heartbeat:
+    """Publishes the reports above until :meth:`aclose`.
+
+    Args:
+        interval: seconds between two rounds.
+        runners: the runners of the process, read at every round.
+        endpoint: the process's own endpoint (transport statistics go out from it).
+        broker: the broker this process runs, if any.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        runners: Callable[[], Iterable[AgentRunner]],
+        endpoint: Endpoint,
+        broker: Broker | None = None,
+    ):
+        self.interval = interval
+        self.runners = runners
+        self.endpoint = endpoint
+        self.broker = broker
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="loom:heartbeat")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.round()
+            except LoomError as exc:
+                log.warning("heartbeat skipped: %s", exc)
+
+    def round(self) -> None:
+        """One round of reports."""
+        for runner in self.runners():
+            if runner.active:
+                beat(runner)
+        transport = self.endpoint.transport
+        stats = transport.statistics()
+        self.endpoint.report(reserved.client_stats(stats.client_id), stats.to_dict(), type="stats")
+        if self.broker is not None:
+            self.endpoint.report(
+                reserved.BROKER_STATS, self.broker.statistics().to_dict(), type="stats"
+            )

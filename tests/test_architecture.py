@@ -186,9 +186,7 @@ def between(text: str, marker: str) -> str:
 def test_the_layer_picture_in_architecture_md_is_the_contract() -> None:
     block = between(ARCHITECTURE.read_text(), "layers")
     drawn = [
-        line[2:16].strip()
-        for line in block.splitlines()
-        if len(line) > 2 and line[2:3].isalpha()
+        line[2:16].strip() for line in block.splitlines() if len(line) > 2 and line[2:3].isalpha()
     ]
     contract = [
         " | ".join(part.strip().removeprefix("loom_kernel.") for part in layer.split("|"))

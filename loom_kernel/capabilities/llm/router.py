@@ -47,6 +47,8 @@ STRATEGIES = {
     "least-busy": "least-busy",
 }
 
+_SHORT = {litellm: loom for loom, litellm in STRATEGIES.items()}
+_SHORT["usage-based-routing"] = "usage"
 _shared_lock = threading.Lock()
 _shared: tuple[str, Any] | None = None  # (configuration, its litellm Router)
 
@@ -100,6 +102,11 @@ class RouterProvider(LLMProvider):
     def strategy(self) -> str:
         """litellm's name of the routing strategy in use."""
         return STRATEGIES.get(self.settings.strategy, self.settings.strategy)
+
+    @property
+    def strategy_name(self) -> str:
+        """Loom's name of the strategy (``latency``...), however ``loom.toml`` spells it."""
+        return _SHORT.get(self.strategy, self.strategy)
 
     @property
     def json_mode(self) -> bool:
@@ -159,7 +166,7 @@ class RouterProvider(LLMProvider):
             "gen_ai.system": system,
             "gen_ai.provider.name": system,
             "gen_ai.request.model": self.model,
-            "loom.llm.strategy": self.settings.strategy,
+            "loom.llm.strategy": self.strategy_name,
         }
         for key, name in (("temperature", "temperature"), ("max_tokens", "max_tokens")):
             if params.get(key) is not None:

@@ -4,10 +4,39 @@ or as pages of the standalone studio (``loom studio``).
 >>> import loom_studio                       # doctest: +SKIP
 >>> loom_studio.Dashboard()                  # in a notebook cell: live, beside your agents
 >>> loom_studio.Traces()
+
+The components are imported on first use: ``import loom_studio`` (and the ``loom studio``
+command's registration) does not load Panel.
 """
 
-from .dashboard import Dashboard
-from .feed import StudioFeed, get_feed
-from .traces import Traces
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dashboard import Dashboard
+    from .feed import StudioFeed, get_feed
+    from .traces import Traces
 
 __all__ = ["Dashboard", "StudioFeed", "Traces", "get_feed"]
+
+_WHERE = {
+    "Dashboard": ".dashboard",
+    "StudioFeed": ".feed",
+    "get_feed": ".feed",
+    "Traces": ".traces",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loom_studio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

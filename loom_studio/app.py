@@ -9,7 +9,9 @@ JS and CSS; no template with web fonts, no CDN), so the studio works with no int
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ def serve(
         with socket.socket() as probe:
             probe.bind((address, 0))
             port = probe.getsockname()[1]
+    # Panel's server takes SIGINT for itself (a handler that stops the event loop under the
+    # program's feet); the program that embeds the studio keeps its own.
+    previous = signal.getsignal(signal.SIGINT)
     server = pn.serve(
         {"/": lambda: create_app(feed, store)},
         port=port,
@@ -66,6 +71,8 @@ def serve(
         # the page may be opened by name or by number, and by the address it listens on
         websocket_origin=sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"}),
     )
+    with contextlib.suppress(ValueError, TypeError):  # not the main thread: nothing was taken
+        signal.signal(signal.SIGINT, previous)
     server.start()
     return server
 

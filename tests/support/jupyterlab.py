@@ -1,0 +1,192 @@
+"""A real ``jupyter lab`` for browser tests, and what a test reads from its pages.
+
+:func:`running_lab` starts JupyterLab as a user would (``python -m jupyter lab``) in a
+folder of the test's, on a free port with a token of its own and a private workspace,
+and stops it afterwards. :class:`LabPage` wraps a Playwright page of it: it records every
+request, websocket, failed request, page error and console error from the first one, and
+knows the few JupyterLab moves tests need (open a notebook, run all cells, read the cell
+outputs).
+
+Facts this relies on (docs/FACTS of the project): as root, ``--allow-root``; open
+``/lab?reset`` so a workspace restored from elsewhere does not hide the launcher; Lab
+reaches the launcher in 6 to 11 s here; Playwright's ``get_by_text`` pierces shadow roots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.conftest import PYTHON, free_port, python_env
+
+__all__ = ["LOCAL_HOSTS", "Lab", "LabPage", "host", "running_lab"]
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+STARTUP = 90.0  # seconds for the server to answer
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server."""
+
+    url: str  # http://127.0.0.1:<port>
+    token: str
+    root: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def page_url(self, path: str = "") -> str:
+        """``/lab`` (or ``/lab/tree/<path>``) with a reset workspace and the token."""
+        where = f"/lab/tree/{path}" if path else "/lab"
+        return f"{self.url}{where}?reset&token={self.token}"
+
+    def api(self, path: str) -> Any:
+        """GET a server endpoint (JSON) with the token."""
+        request = urllib.request.Request(
+            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def running_lab(root: Path, *, env: dict[str, str] | None = None) -> Iterator[Lab]:
+    """``jupyter lab`` serving ``root`` on 127.0.0.1 and a free port, until the block ends."""
+    port, token = free_port(), secrets.token_hex(16)
+    settings = root / ".lab"
+    (settings / "workspaces").mkdir(parents=True, exist_ok=True)
+    log = root / "jupyter-lab.log"
+    environment = {**python_env(), **(env or {}), "JUPYTER_CONFIG_DIR": str(settings / "config")}
+    environment.pop("LOOM_CONFIG", None)
+    command = [
+        PYTHON, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={settings / 'workspaces'}",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=root, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, process)
+    try:
+        _wait_until_up(lab)
+        yield lab
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_until_up(lab: Lab) -> None:
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        if lab.process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited ({lab.process.returncode}):\n{lab.output()}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+            if lab.api("/api/status") is not None:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"jupyter lab did not answer within {STARTUP:g} s:\n{lab.output()}")
+
+
+def host(url: str) -> str | None:
+    """The host a URL reaches; ``blob:`` URLs name their origin, ``data:`` reach nothing."""
+    if url.startswith(("data:", "about:")):
+        return None
+    return urlsplit(url.removeprefix("blob:")).hostname
+
+
+@dataclass
+class LabPage:
+    """One browser page of a :class:`Lab`, and everything it asked for or complained about."""
+
+    page: Any
+    lab: Lab
+    urls: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # uncaught page errors
+    console: list[str] = field(default_factory=list)  # console.error messages
+
+    @classmethod
+    async def open(cls, context: Any, lab: Lab, path: str = "") -> LabPage:
+        page = await context.new_page()
+        session = cls(page, lab)
+        page.on("request", lambda request: session.urls.append(request.url))
+        page.on("websocket", lambda socket: session.urls.append(socket.url))
+        page.on("requestfailed", lambda request: session.failed.append(request.url))
+        page.on("pageerror", lambda error: session.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                session.console.append(message.text) if message.type == "error" else None
+            ),
+        )
+        await page.goto(lab.page_url(path))
+        await page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+        return session
+
+    def outside(self) -> list[str]:
+        """Every URL the page asked for that is not on this machine."""
+        return [url for url in self.urls if host(url) not in LOCAL_HOSTS | {None}]
+
+    async def command(self, label: str) -> None:
+        """Run a command by its label from the command palette (focus may be in an iframe,
+        where Lab's shortcuts do not reach: open the palette from the View menu)."""
+        await self.page.get_by_role("menuitem", name="View", exact=True).click()
+        await self.page.get_by_text("Activate Command Palette", exact=True).click()
+        palette = self.page.locator(".lm-CommandPalette-input")
+        await palette.fill(label)
+        await palette.press("Enter")
+
+    async def run_all(self, timeout_ms: int = 120_000) -> None:
+        """Run every cell of the open notebook and wait until the kernel is idle and no
+        cell is still queued or running (``[*]``)."""
+        await self.page.get_by_role("menuitem", name="Run", exact=True).click()
+        await self.page.get_by_text("Run All Cells", exact=True).click()
+        await self.page.wait_for_function(
+            """() => {
+                 const prompts = [...document.querySelectorAll(
+                   '.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map((p) => p.textContent);
+                 return prompts.length && prompts.every((p) => p.trim() && !p.includes('*'));
+               }""",
+            timeout=timeout_ms,
+        )
+
+    async def cell_outputs(self) -> list[str]:
+        """The text of every code cell's output area, in order."""
+        return await self.page.evaluate(
+            """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].map(
+                 (cell) => (cell.querySelector('.jp-OutputArea') || {}).innerText || '')"""
+        )
+
+    async def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=path)
+
+
+def publish(screenshot: Path) -> None:
+    """Copy a screenshot to ``$LOOM_SCREENSHOTS`` (``docs/img`` for the docs), when set."""
+    target = os.environ.get("LOOM_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        (Path(target) / screenshot.name).write_bytes(screenshot.read_bytes())

@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser mcp-inspector demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -25,7 +25,14 @@ browser:
 		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
-test: install browser
+# The MCP Inspector's CLI (npm), a third-party MCP client the tests drive `loom mcp serve` with.
+INSPECTOR := $(VENV)/npm/node_modules/.bin/mcp-inspector
+$(INSPECTOR):
+	@mkdir -p $(VENV)/npm
+	cd $(VENV)/npm && npm install --no-audit --no-fund --loglevel=error @modelcontextprotocol/inspector@2 >/dev/null
+mcp-inspector: $(INSPECTOR)
+
+test: install browser mcp-inspector
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb

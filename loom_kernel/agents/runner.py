@@ -15,7 +15,7 @@ from typing import Any
 from ..bus.transport import Subscription
 from ..capabilities.tools import ToolInfo, ToolSignature
 from ..config import RuntimeConfig
-from ..errors import LoomError
+from ..errors import LoomError, ToolError
 from ..messaging.endpoint import current_event
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
@@ -204,7 +204,12 @@ class AgentRunner:
 
     def _tool_handler(self, signature: ToolSignature) -> Handler:
         async def serve(event: Envelope, ctx: Context) -> None:
-            await ctx.reply(event, await signature.method(**signature.bind(event.data)))
+            try:
+                arguments = signature.bind(event.data)
+            except ToolError as exc:  # the caller's mistake: answered, not the agent's error
+                await ctx.reply(event, {"error": "ToolError", "message": str(exc)}, type="error")
+                return
+            await ctx.reply(event, await signature.method(**arguments))
 
         return serve
 

@@ -26,7 +26,7 @@ from .llm import (
 from .mcp_servers import MCPServer, MCPServerStatistics
 from .memory import DecisionStats, Memory, MemoryItem, MemoryStatistics, MemoryStore
 from .toolkit import Capabilities
-from .tools import ToolInfo, ToolSignature, check_arguments
+from .tools import ToolInfo, ToolSignature, check_arguments, load_validator
 
 __all__ = [
     "ActionBroker",
@@ -52,5 +52,6 @@ __all__ = [
     "Usage",
     "check_arguments",
     "list_mcp_tools",
+    "load_validator",
     "provider_for",
 ]

@@ -142,11 +142,15 @@ class ActionBroker:
         found = {info.name: info for info in self.local_tools()}
         with self.tracer.unsampled():  # discovery is housekeeping, not a workflow
             replies = await fan_out(endpoint, reserved.TOOLS_QUERY, None, timeout=timeout)
+        remote: set[str] = set()
         for reply in replies.events:
             for item in reply.data or []:
                 with contextlib.suppress(KeyError, TypeError, ValueError):
                     info = ToolInfo.from_dict(item)
                     found.setdefault(info.name, info)
+                    remote.add(info.name)
+        # what other processes serve, known now: a call right after needs no query of its own
+        self._remote_names, self._remote_checked = remote, time.monotonic()
         listed = list(found.values())
         if mcp:
             listed.extend(await self._mcp_tools(bare_names=set(found)))
@@ -207,21 +211,20 @@ class ActionBroker:
             counter.latency.record(time.perf_counter() - started)
 
     async def _resolve(self, endpoint: Endpoint, name: str) -> tuple[MCPServer, str] | None:
-        """The MCP server and tool a name means, or None for an agent tool on the bus."""
+        """The MCP server and tool a name means, or None for an agent tool on the bus.
+
+        An MCP server is started only when the name can be one of its tools and no agent
+        serves it: calling an agent's tool never starts unrelated servers.
+        """
         if any(info.name == name for info in self.local_tools()) or not self.servers:
             return None
         head, _, rest = name.partition(".")
         if rest and head in self.servers:
             return self.servers[head], rest
         if name in self.servers:
-            server = self.servers[name]
-            tools = await server.list_tools()
-            if len(tools) == 1:
-                return server, tools[0].name.split(".", 1)[1]
-            names = ", ".join(sorted(info.name for info in tools))
-            raise ToolError(
-                f"{name!r} is an MCP server with {len(tools)} tools: call one of {names}"
-            )
+            return await self._only_tool_of(self.servers[name])
+        if await self._served_by_an_agent(endpoint, name):
+            return None  # as `rt.tools()` lists it: the agent's tool keeps the bare name
         owners = []
         for server in self.servers.values():
             try:
@@ -231,14 +234,23 @@ class ActionBroker:
                 continue
             if name in server.tools:
                 owners.append(server)
-        if owners and await self._served_by_an_agent(endpoint, name):
-            return None  # as `rt.tools()` lists it: the agent's tool keeps the bare name
         if len(owners) > 1:
             choices = ", ".join(f"{server.name}.{name}" for server in owners)
             raise ToolError(
                 f"tool {name!r} is ambiguous: several MCP servers have it; call {choices}"
             )
         return (owners[0], name) if owners else None
+
+    @staticmethod
+    async def _only_tool_of(server: MCPServer) -> tuple[MCPServer, str]:
+        """A server's name stands for its tool when it has exactly one."""
+        tools = await server.list_tools()
+        if len(tools) == 1:
+            return server, tools[0].name.split(".", 1)[1]
+        names = ", ".join(sorted(info.name for info in tools))
+        raise ToolError(
+            f"{server.name!r} is an MCP server with {len(tools)} tools: call one of {names}"
+        )
 
     async def _served_by_an_agent(self, endpoint: Endpoint, name: str) -> bool:
         """Whether an agent in another process serves ``name`` (asked once per 10 s)."""

@@ -14,7 +14,10 @@ as a :class:`~loom_kernel.errors.ToolError` naming the field.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -173,6 +176,13 @@ def _describe(exc: ValidationError, accepted: list[str]) -> str:
         else:
             problems.append(f"argument {where!r}: {error['msg']} (got {error.get('input')!r})")
     return "; ".join(problems)
+
+
+async def load_validator() -> None:
+    """Import the JSON-schema validator off the event loop (the first import takes ~1 s,
+    which :func:`check_arguments` would otherwise spend on the loop of every agent)."""
+    if "jsonschema" not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, "jsonschema")
 
 
 def check_arguments(info: ToolInfo, args: dict[str, Any]) -> None:

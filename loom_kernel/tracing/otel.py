@@ -31,6 +31,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from ..protocol.spans import Span, SpanEvent, current_span
 
 __all__ = [
+    "current_traceparent",
     "from_readable",
     "otlp_processor",
     "process_service_name",
@@ -234,6 +235,16 @@ def from_readable(span: ReadableSpan) -> Span:
         ],
         sampled=context.trace_flags.sampled,
     )
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the OpenTelemetry API's current span (one made by a
+    library, e.g. the MCP SDK's server span), None when there is none."""
+    context = trace_api.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    flags = "01" if context.trace_flags.sampled else "00"
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
 
 
 def _agent_of_parent() -> str | None:

@@ -217,11 +217,15 @@ class SpanRecorder:
             self.wake()
         return traceparent, span
 
-    @contextlib.contextmanager
-    def continuing(self, event: Envelope) -> Iterator[None]:
+    def continuing(self, event: Envelope) -> contextlib.AbstractContextManager[None]:
         """Publish under ``event``'s trace context (e.g. an error reply sent after the
         handler's span has ended), without recording a span of its own."""
-        parent = parse_traceparent(event.traceparent)
+        return self.joining(event.traceparent)
+
+    @contextlib.contextmanager
+    def joining(self, traceparent: str | None) -> Iterator[None]:
+        """Spans made inside are children of the span ``traceparent`` names."""
+        parent = parse_traceparent(traceparent)
         if parent is None:
             yield
             return

@@ -81,6 +81,11 @@ class Tracer(Protocol):
         """Publish under ``event``'s trace context without a span of one's own."""
         ...
 
+    def joining(self, traceparent: str | None) -> contextlib.AbstractContextManager[None]:
+        """Spans made inside are children of the span a W3C ``traceparent`` names (one
+        made outside Loom: an MCP client's request, an HTTP call); no-op for None."""
+        ...
+
     def unsampled(self) -> contextlib.AbstractContextManager[None]:
         """Nothing made inside is recorded, unless it fails (housekeeping)."""
         ...
@@ -125,6 +130,10 @@ class NoopTracer:
 
     @contextlib.contextmanager
     def continuing(self, event: Envelope) -> Iterator[None]:
+        yield
+
+    @contextlib.contextmanager
+    def joining(self, traceparent: str | None) -> Iterator[None]:
         yield
 
     @contextlib.contextmanager

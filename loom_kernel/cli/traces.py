@@ -31,9 +31,24 @@ def _store(config: Path | None) -> SpanStore:
     return SpanStore(path)
 
 
+#: A trace with no span ended for this long is complete: every process's batch arrived
+#: (processes flush every 0.5 s).
+SETTLED_SEC = 2.0
+
+AgentOption = Annotated[str | None, typer.Option(help="Only traces this agent took part in.")]
+NameOption = Annotated[
+    str | None, typer.Option("--name", help="Only traces with a span whose name contains this.")
+]
+MinSpansOption = Annotated[
+    int | None, typer.Option("--min-spans", min=1, help="Only traces of at least N spans.")
+]
+
+
 def traces(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many traces.")] = 20,
-    agent: Annotated[str | None, typer.Option(help="Only traces this agent took part in.")] = None,
+    agent: AgentOption = None,
+    name: NameOption = None,
+    min_spans: MinSpansOption = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
     minutes: Annotated[float | None, typer.Option(help="Only the last N minutes.")] = None,
     config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
@@ -41,11 +56,19 @@ def traces(
 ) -> None:
     """List recent traces: root span, spans, agents, duration, errors.
 
-    Examples: `loom traces`, `loom traces --errors -n 5`, `loom traces --agent planner`.
+    Examples: `loom traces`, `loom traces --errors -n 5`, `loom traces --agent planner`,
+    `loom traces --name trade.order --min-spans 15`.
     """
     store = _store(config)
     since = timedelta(minutes=minutes) if minutes is not None else None
-    found = store.traces(limit=limit, since=since, agent=agent, errors_only=errors)
+    found = store.traces(
+        limit=limit,
+        since=since,
+        agent=agent,
+        errors_only=errors,
+        name=name,
+        min_spans=min_spans,
+    )
     if as_json:
         print(json.dumps([summary.to_dict() for summary in found], indent=2))
         return
@@ -99,7 +122,12 @@ def trace(
     trace_id: Annotated[
         str | None, typer.Argument(help="The trace id, or a unique prefix (see `loom traces`).")
     ] = None,
-    last: Annotated[bool, typer.Option("--last", help="The most recent trace.")] = False,
+    last: Annotated[
+        bool, typer.Option("--last", help="The newest complete trace (matching the filters).")
+    ] = False,
+    agent: AgentOption = None,
+    name: NameOption = None,
+    min_spans: MinSpansOption = None,
     attributes: Annotated[
         bool, typer.Option("--attributes/--no-attributes", "-a", help="Show span attributes.")
     ] = True,
@@ -108,15 +136,17 @@ def trace(
 ) -> None:
     """Print one trace as a tree of spans with timings (and attributes).
 
-    Examples: `loom trace --last`, `loom trace 4bf92f3577b34da6a3ce929d0e0e4736 --json`.
+    `--last` takes the newest complete trace (no span for 2 s: every process's spans are
+    in), or the newest of those matching `--agent`, `--name` and `--min-spans`.
+
+    Examples: `loom trace --last`, `loom trace --last --min-spans 15`,
+    `loom trace --last --name trade.order`, `loom trace 4bf92f35 --json`.
     """
     if trace_id is None and not last:
         raise LoomError("name a trace id (see `loom traces`) or pass --last")
     store = _store(config)
     if last:
-        chosen = store.last_trace_id()
-        if chosen is None:
-            raise LoomError(f"no traces stored yet in {store.path}")
+        chosen = _last(store, agent=agent, name=name, min_spans=min_spans)
     else:
         chosen = store.resolve(trace_id or "")
     spans = store.trace(chosen)
@@ -124,6 +154,19 @@ def trace(
         print(json.dumps([_span_dict(span) for span in spans], indent=2, default=str))
         return
     Console().print(_tree(spans, attributes))
+
+
+def _last(store: SpanStore, **filters: object) -> str:
+    """The newest settled trace matching ``filters``; the newest one at all when none has
+    settled yet (a run that just started)."""
+    chosen = store.last_trace_id(settled=SETTLED_SEC, **filters)
+    chosen = chosen or store.last_trace_id(**{k: v for k, v in filters.items() if v is not None})
+    if chosen is None:
+        asked = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in filters.items() if v is not None)
+        raise LoomError(
+            f"no trace stored in {store.path}" + (f" with {asked}" if asked else " yet")
+        )
+    return chosen
 
 
 def _span_dict(span: Span) -> dict[str, object]:

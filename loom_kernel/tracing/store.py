@@ -231,50 +231,76 @@ class SpanStore:
         since: Since = None,
         agent: str | None = None,
         errors_only: bool = False,
+        name: str | None = None,
+        min_spans: int | None = None,
+        settled: float | None = None,
     ) -> list[TraceSummary]:
-        """The most recent traces, newest first."""
+        """The most recent traces, newest first.
+
+        Args:
+            since: only whole traces that started in the window.
+            agent: only traces this agent took part in.
+            errors_only: only traces with an error span.
+            name: only traces with a span whose name contains this (``trade.order``).
+            min_spans: only traces of at least this many spans.
+            settled: only traces with no span ended in the last ``settled`` seconds
+                (complete: every process's batches arrived).
+
+        Raises:
+            LoomError: a filter of the wrong type or value.
+        """
         _check_limit(limit)
+        filters = _TraceFilters()
         if not isinstance(errors_only, bool):
             raise LoomError(f"errors_only={errors_only!r}: use True or False")
-        where, having, params = [], [], []
         if agent is not None:
-            where.append("trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)")
-            params.append(_text(agent, "agent"))
-        if since is not None:  # whole traces that started in the window
-            where.append("trace_id IN (SELECT trace_id FROM spans WHERE start_ns >= ?)")
-            params.append(_ns(since, "since"))
-            having.append("MIN(start_ns) >= ?")
-            params.append(_ns(since, "since"))
+            filters.where(
+                "trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)", _text(agent, "agent")
+            )
+        if name is not None:
+            filters.where(
+                "trace_id IN (SELECT trace_id FROM spans WHERE instr(name, ?) > 0)",
+                _text(name, "name"),
+            )
+        if since is not None:
+            start = _ns(since, "since")
+            filters.where("trace_id IN (SELECT trace_id FROM spans WHERE start_ns >= ?)", start)
+            filters.having("MIN(start_ns) >= ?", start)
         if errors_only:
-            having.append("SUM(status = 'error') > 0")
+            filters.having("SUM(status = 'error') > 0")
+        if min_spans is not None:
+            filters.having("COUNT(*) >= ?", _count(min_spans, "min_spans"))
+        if settled is not None:
+            filters.having("MAX(end_ns) <= ?", _ns(timedelta(seconds=_age(settled)), "settled"))
         sql = (
             "SELECT trace_id, MIN(start_ns), MAX(end_ns), COUNT(*), "
             "SUM(status = 'error'), GROUP_CONCAT(DISTINCT agent) FROM spans"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " GROUP BY trace_id"
-            + (" HAVING " + " AND ".join(having) if having else "")
-            + " ORDER BY MIN(start_ns) DESC LIMIT ?"
+            f"{filters.sql} ORDER BY MIN(start_ns) DESC LIMIT ?"
         )
-        db = self._db()
-        summaries = []
-        for trace_id, start, end, count, errors, agents in db.execute(sql, [*params, limit]):
-            root = db.execute(
+        rows = self._db().execute(sql, [*filters.params, limit]).fetchall()
+        return [self._summary(*row) for row in rows]
+
+    def _summary(
+        self, trace_id: str, start: int, end: int, count: int, errors: int, agents: str | None
+    ) -> TraceSummary:
+        root = (
+            self._db()
+            .execute(
                 "SELECT name FROM spans WHERE trace_id = ? ORDER BY parent_id IS NOT NULL, "
                 "start_ns LIMIT 1",
                 (trace_id,),
-            ).fetchone()
-            summaries.append(
-                TraceSummary(
-                    trace_id=trace_id,
-                    root=root[0] if root else "?",
-                    spans=count,
-                    agents=tuple(sorted(set((agents or "").split(",")) - {""})),
-                    start_ns=start,
-                    duration_ms=round((end - start) / 1e6, 3),
-                    errors=errors or 0,
-                )
             )
-        return summaries
+            .fetchone()
+        )
+        return TraceSummary(
+            trace_id=trace_id,
+            root=root[0] if root else "?",
+            spans=count,
+            agents=tuple(sorted(set((agents or "").split(",")) - {""})),
+            start_ns=start,
+            duration_ms=round((end - start) / 1e6, 3),
+            errors=errors or 0,
+        )
 
     def resolve(self, prefix: str) -> str:
         """The full id of the one stored trace starting with ``prefix`` (as git does).
@@ -299,13 +325,17 @@ class SpanStore:
             raise LoomError(f"trace id prefix {prefix!r} is ambiguous: give more digits")
         return rows[0][0]
 
-    def last_trace_id(self) -> str | None:
-        row = (
-            self._db()
-            .execute("SELECT trace_id FROM spans ORDER BY start_ns DESC LIMIT 1")
-            .fetchone()
-        )
-        return row[0] if row else None
+    def last_trace_id(self, **filters: Any) -> str | None:
+        """The newest trace's id (of those matching ``filters``, as for :meth:`traces`)."""
+        if not filters:
+            row = (
+                self._db()
+                .execute("SELECT trace_id FROM spans ORDER BY start_ns DESC LIMIT 1")
+                .fetchone()
+            )
+            return row[0] if row else None
+        found = self.traces(limit=1, **filters)
+        return found[0].trace_id if found else None
 
     def count(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM spans").fetchone()[0]
@@ -323,6 +353,46 @@ def _span(row: tuple[Any, ...]) -> Span:
         [tuple(link) for link in json.loads(links)],
         bool(sampled),
     )
+
+
+class _TraceFilters:
+    """The WHERE (on spans) and HAVING (on whole traces) clauses of a traces query."""
+
+    def __init__(self) -> None:
+        self._where: list[str] = []
+        self._having: list[str] = []
+        self._where_params: list[Any] = []
+        self._having_params: list[Any] = []
+
+    def where(self, condition: str, *params: Any) -> None:
+        self._where.append(condition)
+        self._where_params.extend(params)
+
+    def having(self, condition: str, *params: Any) -> None:
+        self._having.append(condition)
+        self._having_params.extend(params)
+
+    @property
+    def sql(self) -> str:
+        where = " WHERE " + " AND ".join(self._where) if self._where else ""
+        having = " HAVING " + " AND ".join(self._having) if self._having else ""
+        return f"{where} GROUP BY trace_id{having}"
+
+    @property
+    def params(self) -> list[Any]:
+        return [*self._where_params, *self._having_params]
+
+
+def _count(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LoomError(f"{what}={value!r}: use an int >= 1")
+    return value
+
+
+def _age(value: Any) -> float:
+    if not _number(value) or value < 0:
+        raise LoomError(f"settled={value!r}: use a number of seconds >= 0")
+    return float(value)
 
 
 class _Where:

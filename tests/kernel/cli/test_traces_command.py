@@ -120,6 +120,27 @@ async def test_traces_table_keeps_one_line_per_trace_in_80_columns(work: Work) -
         assert summary["agents"][0][:5] in rows[0]
 
 
+async def test_traces_select_by_span_name_and_size(work: Work) -> None:
+    everything = json.loads((await loom(work.project, "traces", "--json")).stdout)
+    biggest = max(summary["spans"] for summary in everything)
+    done = await loom(work.project, "traces", "--json", "--min-spans", str(biggest))
+    assert done.returncode == 0, done.stderr
+    assert all(summary["spans"] >= biggest for summary in json.loads(done.stdout))
+    named = json.loads((await loom(work.project, "traces", "--json", "--name", "job.start")).stdout)
+    assert {summary["trace_id"] for summary in named} == {work.ok, work.failed}
+    none = await loom(work.project, "traces", "--json", "--name", "no.such.span")
+    assert json.loads(none.stdout) == []
+
+
+async def test_trace_last_takes_the_filters(work: Work) -> None:
+    done = await loom(work.project, "trace", "--last", "--agent", "nobody")
+    assert done.returncode == 1
+    assert "no trace stored in" in done.stderr and "with agent nobody" in done.stderr
+    spans = json.loads((await loom(work.project, "trace", "--last", "--min-spans", "2",
+                                   "--json")).stdout)  # fmt: skip
+    assert len(spans) >= 2
+
+
 async def test_trace_last_json_gives_the_spans_as_a_tree(work: Work) -> None:
     done = await loom(work.project, "trace", "--last", "--json")
     assert done.returncode == 0, done.stderr

@@ -281,6 +281,33 @@ def test_traces_filters(filled: SpanStore) -> None:
     assert found(agent="planner", errors_only=True) == [B]
 
 
+def test_traces_by_span_name_and_size(filled: SpanStore) -> None:
+    def found(**filters: Any) -> list[str]:
+        return [summary.trace_id for summary in filled.traces(**filters)]
+
+    assert found(name="chat") == [B]  # a span of B's is `chat deepseek/...`
+    assert found(name="job.start") == [B, A]
+    assert found(min_spans=3) == [B, A]
+    assert found(min_spans=4) == [A]
+    assert found(name="tick", min_spans=2) == []
+    with pytest.raises(LoomError, match="min_spans=0: use an int >= 1"):
+        filled.traces(min_spans=0)
+
+
+def test_only_settled_traces_when_asked(store: SpanStore) -> None:
+    now = time.time_ns()
+    store.add(
+        [
+            Span(A, "1" * 16, None, "done", start_ns=now - 10 * 10**9, end_ns=now - 9 * 10**9),
+            Span(B, "2" * 16, None, "arriving", start_ns=now - 10**8, end_ns=now),
+        ]
+    )
+    assert [summary.root for summary in store.traces(settled=2.0)] == ["done"]
+    assert store.last_trace_id() == B
+    assert store.last_trace_id(settled=2.0) == A
+    assert store.last_trace_id(settled=2.0, name="nothing") is None
+
+
 def test_traces_since_a_timedelta_counts_back_from_now(store: SpanStore) -> None:
     now = time.time_ns()
     store.add(

@@ -337,7 +337,36 @@ class TracingConfig(_Section):
         default=False, description="Record LLM prompts and completions in spans."
     )
     otlp_endpoint: str | None = Field(
-        default=None, description="Also export over OTLP/HTTP, e.g. 'http://localhost:4318'."
+        default=None,
+        description="Also export over OTLP/HTTP, e.g. 'http://localhost:4318' (Jaeger, a "
+        "collector) or 'http://localhost:6006' (Arize Phoenix).",
+    )
+    otlp_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP headers of every OTLP request (e.g. Authorization); ${VAR} is the "
+        "environment variable's value.",
+    )
+    otlp_queue_size: int = Field(
+        default=20_000,
+        ge=100,
+        description="Spans waiting for the OTLP backend at most; past it they are dropped and "
+        "counted (lower sample_ratio for a slow backend).",
+    )
+    otlp_timeout_sec: float = Field(default=10.0, gt=0, description="Seconds per OTLP request.")
+    service_name: str | None = Field(
+        default=None,
+        description="The service name backends show (default 'loom:<script>', e.g. "
+        "'loom:ipykernel_launcher' in a notebook).",
+    )
+    project: str | None = Field(
+        default=None,
+        description="The project backends file the traces under (Phoenix's project: the "
+        "resource attribute openinference.project.name).",
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="More OpenTelemetry resource attributes (deployment.environment, "
+        "service.version...).",
     )
     store_path: str = Field(
         default=".loom/traces.db", description="SQLite span store (relative: to the project)."

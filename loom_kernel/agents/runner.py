@@ -50,6 +50,7 @@ class AgentStatistics:
     uptime_s: float
     process: str = ""  # the bus client id of the agent's process
     pid: int = 0
+    observer: bool = False  # an observer agent (``traced = False``): it watches the system
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -293,4 +294,5 @@ class AgentRunner:
             uptime_s=round(time.monotonic() - self._started, 3),
             process=self.ctx.transport.client_id,
             pid=os.getpid(),
+            observer=not self.agent.traced,
         )

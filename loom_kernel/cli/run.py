@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..config import LoomConfig
 from ..errors import LoomError, RemoteError, RequestTimeout
@@ -203,24 +204,23 @@ def status(
 async def _status(settings: LoomConfig, watch: bool, as_json: bool, wait: float) -> None:
     async with _joined(settings) as rt:
         board = _Board()
-        subs = [
-            await rt.subscribe(p, qos="realtime") for p in (reserved.AGENT_REPORTS, STATE_TOPIC)
-        ]
+        patterns = (reserved.AGENT_REPORTS, STATE_TOPIC, reserved.CLIENT_STATS)
+        subs = [await rt.subscribe(p, qos="realtime") for p in patterns]
         pumps = [asyncio.get_running_loop().create_task(board.pump(sub)) for sub in subs]
         try:
             if watch:
                 stop = _stop_event()
-                with Live(board.table(), refresh_per_second=2, console=Console()) as live:
+                with Live(board.render(), refresh_per_second=2, console=Console()) as live:
                     while not stop.is_set():
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), 0.5)
-                        live.update(board.table())
+                        live.update(board.render())
                 return
             await asyncio.sleep(wait)
             if as_json:
                 print(json.dumps(board.rows(), indent=2))
             else:
-                Console().print(board.table())
+                Console().print(board.render())
         finally:
             for pump in pumps:
                 pump.cancel()
@@ -233,11 +233,14 @@ class _Board:
         self.beats: dict[str, dict[str, Any]] = {}
         self.first: dict[str, tuple[float, int]] = {}
         self.workers: dict[str, dict[str, Any]] = {}
+        self.tracing: dict[str, dict[str, Any]] = {}  # per process, from its stats
 
     async def pump(self, sub: Any) -> None:
         async for event in sub:
             data = event.data if isinstance(event.data, dict) else {}
-            if event.topic == STATE_TOPIC:
+            if event.topic.startswith("loom.client."):
+                self.tracing[data.get("client_id", event.source)] = data.get("tracing") or {}
+            elif event.topic == STATE_TOPIC:
                 for worker in data.get("workers", []):
                     for agent in worker["agents"]:
                         self.workers[agent] = worker
@@ -274,6 +277,24 @@ class _Board:
                 }
             )
         return rows
+
+    def notes(self) -> list[str]:
+        """What the agents table does not say: spans lost on the way to an OTLP backend."""
+        notes = []
+        for process, tracing in sorted(self.tracing.items()):
+            otlp = tracing.get("otlp") or {}
+            dropped, failed = otlp.get("dropped", 0), otlp.get("failed", 0)
+            if dropped or failed:
+                notes.append(
+                    f"tracing, {process}: {dropped} span(s) dropped and {failed} "
+                    f"refused on the way to {otlp.get('endpoint')} ({otlp.get('exported', 0)} "
+                    "exported): the backend is slower than the span rate or down; lower "
+                    "[tracing] sample_ratio"
+                )
+        return notes
+
+    def render(self) -> Group:
+        return Group(self.table(), *(Text(note, style="yellow") for note in self.notes()))
 
     def table(self) -> Table:
         table = Table(title="agents")

@@ -18,6 +18,7 @@ __all__ = [
     "ALL_SPANS",
     "BARRIER_PREFIX",
     "BROKER_STATS",
+    "CLIENT_STATS",
     "HEARTBEATS",
     "LOGS",
     "LOOM_PREFIX",
@@ -137,3 +138,4 @@ HEARTBEATS = "loom.agent.*.heartbeat"
 AGENT_ERRORS = "loom.agent.*.error"
 LOGS = "loom.log.*"
 ALL_SPANS = f"{SPANS_PREFIX}.*"
+CLIENT_STATS = "loom.client.*"

@@ -1,7 +1,8 @@
 """Heartbeats: what each agent and the bus report, every ``[runtime] heartbeat_interval``.
 
 Every active agent publishes its statistics on ``loom.agent.<id>.heartbeat`` (its status
-among them), the process its transport's counters on ``loom.client.<id>.stats``, and the
+among them), the process its transport's counters and its tracing's (spans exported,
+dropped, and what reached an OTLP backend) on ``loom.client.<id>.stats``, and the
 process that runs the broker the broker's on ``loom.broker.stats``. The studio, ``loom
 status`` and the supervisor read them.
 """
@@ -80,7 +81,8 @@ class Heartbeat:
                 beat(runner)
         transport = self.endpoint.transport
         stats = transport.statistics()
-        self.endpoint.report(reserved.client_stats(stats.client_id), stats.to_dict(), type="stats")
+        report = {**stats.to_dict(), "tracing": self.endpoint.tracer.statistics().to_dict()}
+        self.endpoint.report(reserved.client_stats(stats.client_id), report, type="stats")
         if self.broker is not None:
             self.endpoint.report(
                 reserved.BROKER_STATS, self.broker.statistics().to_dict(), type="stats"

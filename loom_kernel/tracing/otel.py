@@ -6,7 +6,8 @@
   span and travel with Loom's spans (to the bus, the store and OTLP).
 - :func:`to_readable` turns a Loom :class:`~loom_kernel.protocol.spans.Span` into the SDK's
   ``ReadableSpan`` for the SDK's exporters; :func:`from_readable` is the reverse.
-- :func:`otlp_processor` builds the OTLP/HTTP exporter behind ``[tracing] otlp_endpoint``.
+- :func:`resource` is what exported spans say about where they come from; the export
+  itself is :class:`~loom_kernel.tracing.otlp.OTLPExport`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.status import Status, StatusCode
 
 from ..protocol.spans import Span, SpanEvent, current_span
+from .semconv import export_attributes
 
 __all__ = [
     "current_traceparent",
     "from_readable",
-    "otlp_processor",
     "process_service_name",
+    "resource",
     "to_readable",
     "tracer_provider",
 ]
@@ -140,6 +142,19 @@ def _parented(context: Any) -> Any:
     return trace_api.set_span_in_context(NonRecordingSpan(parent))
 
 
+def resource(
+    service: str, *, project: str | None = None, attributes: dict[str, str] | None = None
+) -> Resource:
+    """The OpenTelemetry resource Loom's spans are exported under: the service name, the
+    process id, the project for backends that file traces by project (Phoenix reads
+    ``openinference.project.name``), and the attributes ``[tracing]`` adds."""
+    values: dict[str, Any] = {"service.name": service, "loom.pid": os.getpid()}
+    if project:
+        values["openinference.project.name"] = project
+    values.update(attributes or {})
+    return Resource.create(values)
+
+
 def tracer_provider(service: str, sample_ratio: float = 1.0) -> TracerProvider:
     """The process's SDK tracer provider (created once; global unless one was set).
 
@@ -150,8 +165,7 @@ def tracer_provider(service: str, sample_ratio: float = 1.0) -> TracerProvider:
     with _lock:
         _RecordAll.ratio = sample_ratio
         if _provider is None:
-            resource = Resource.create({"service.name": service, "loom.pid": os.getpid()})
-            _provider = _LoomTracerProvider(resource=resource, sampler=_RecordAll())
+            _provider = _LoomTracerProvider(resource=resource(service), sampler=_RecordAll())
             _provider.add_span_processor(_Forward())
             current = trace_api.get_tracer_provider()
             if isinstance(current, trace_api.ProxyTracerProvider):
@@ -184,12 +198,8 @@ def to_readable(span: Span, resource: Resource) -> ReadableSpan:
         if span.parent_id
         else None
     )
-    attributes = {k: _otel_value(v) for k, v in span.attributes.items()}
-    if span.agent:
-        attributes["loom.agent"] = span.agent
-    if "messaging.destination.name" in attributes:  # implied on the bus, explicit for OTLP
-        attributes["messaging.system"] = "loom"
-        attributes["messaging.operation.type"] = "publish" if span.kind == "producer" else "process"
+    # the conventions other backends read (messaging, GenAI agents, OpenInference kinds)
+    attributes = {k: _otel_value(v) for k, v in export_attributes(span).items()}
     return ReadableSpan(
         name=span.name,
         context=context,
@@ -258,14 +268,3 @@ def _otel_value(value: Any) -> Any:
     if isinstance(value, Sequence) and all(isinstance(v, str | bool | int | float) for v in value):
         return list(value)
     return str(value)
-
-
-def otlp_processor(endpoint: str) -> SpanProcessor:
-    """A batching OTLP/HTTP exporter to ``<endpoint>/v1/traces``."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    url = endpoint.rstrip("/")
-    if not url.endswith("/v1/traces"):
-        url += "/v1/traces"
-    return BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=5), schedule_delay_millis=500)

@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from time import time_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import TracingConfig
-from ..errors import LoomError
+from ..config import ENV_REFERENCE, TracingConfig
+from ..errors import ConfigError, LoomError
 from ..protocol.envelope import Envelope
 from ..protocol.spans import (
     Span,
@@ -40,6 +42,9 @@ from ..protocol.spans import (
     parse_traceparent,
 )
 from .tracer import TracingStatistics
+
+if TYPE_CHECKING:
+    from .otlp import OTLPExport, OTLPStatistics
 
 __all__ = ["BATCH_SIZE", "MAX_PENDING", "SpanRecorder"]
 
@@ -67,23 +72,38 @@ class SpanRecorder:
         self._export: Export | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self._otlp: Any = None
-        self._resource: Any = None
+        self._otlp: OTLPExport | None = None
+        self._otlp_final: OTLPStatistics | None = None
         self._forwarding: contextlib.ExitStack | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self, export: Export) -> None:
         """Set up the OpenTelemetry bridge and export batches through ``export`` every
-        ``FLUSH_INTERVAL`` (sooner when ``BATCH_SIZE`` spans wait)."""
+        ``FLUSH_INTERVAL`` (sooner when ``BATCH_SIZE`` spans wait).
+
+        Raises:
+            ConfigError: an ``otlp_headers`` value names an unset environment variable.
+        """
         from . import otel
 
+        settings = self.settings
         self._export = export
-        self.service = otel.process_service_name()
-        provider = otel.tracer_provider(self.service, self.ratio)
-        self._resource = provider.resource
-        if self.settings.otlp_endpoint:
-            self._otlp = otel.otlp_processor(self.settings.otlp_endpoint)
+        self.service = settings.service_name or otel.process_service_name()
+        otel.tracer_provider(self.service, self.ratio)
+        if settings.otlp_endpoint:
+            from .otlp import OTLPExport
+
+            exported_as = otel.resource(
+                self.service, project=settings.project, attributes=settings.resource_attributes
+            )
+            self._otlp = OTLPExport(
+                settings.otlp_endpoint,
+                lambda span: otel.to_readable(span, exported_as),
+                max_queue=settings.otlp_queue_size,
+                headers=_expand_headers(settings.otlp_headers),
+                timeout=settings.otlp_timeout_sec,
+            )
         self._forwarding = contextlib.ExitStack()
         self._forwarding.enter_context(otel.forwarding(self.record))
         self._wake = asyncio.Event()
@@ -106,7 +126,8 @@ class SpanRecorder:
             self._forwarding = None
         if self._otlp is not None:
             otlp, self._otlp = self._otlp, None
-            await asyncio.to_thread(otlp.shutdown)
+            await asyncio.to_thread(otlp.shutdown, self.settings.otlp_timeout_sec)
+            self._otlp_final = otlp.statistics()
 
     # -- making spans ----------------------------------------------------------------
 
@@ -277,18 +298,10 @@ class SpanRecorder:
             self.exported += sent
             self.dropped += len(pending) - sent
             if self._otlp is not None:
-                self._to_otlp(pending)
-
-    def _to_otlp(self, spans: list[Span]) -> None:
-        from .otel import to_readable
-
-        for span in spans:
-            try:
-                self._otlp.on_end(to_readable(span, self._resource))
-            except Exception as exc:  # a malformed id from a foreign publisher
-                log.warning("span %s not sent over OTLP: %s", span.name, exc)
+                self._otlp.submit(pending)
 
     def statistics(self) -> TracingStatistics:
+        otlp = self._otlp.statistics() if self._otlp is not None else self._otlp_final
         return TracingStatistics(
             enabled=True,
             sample_ratio=self.ratio,
@@ -296,4 +309,23 @@ class SpanRecorder:
             exported=self.exported,
             dropped=self.dropped,
             pending=len(self.pending),
+            otlp=otlp.to_dict() if otlp is not None else None,
         )
+
+
+def _expand_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``${VAR}`` in a header value is the environment variable's value."""
+
+    def value(name: str, text: str) -> str:
+        def lookup(match: re.Match[str]) -> str:
+            found = os.environ.get(match.group(1))
+            if found is None:
+                raise ConfigError(
+                    f"[tracing] otlp_headers {name!r} uses ${{{match.group(1)}}}, which is not "
+                    f"set: `export {match.group(1)}=...` before starting"
+                )
+            return found
+
+        return ENV_REFERENCE.sub(lookup, text)
+
+    return {name: value(name, text) for name, text in headers.items()}

@@ -29,6 +29,9 @@ class TracingStatistics:
     exported: int
     dropped: int
     pending: int
+    #: The OTLP backend's share (``OTLPStatistics``: queued, exported, dropped, failed),
+    #: None without ``[tracing] otlp_endpoint``.
+    otlp: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

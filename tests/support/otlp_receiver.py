@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,16 +39,22 @@ PROTOBUF = "application/x-protobuf"
 class OTLPReceiver:
     """An OTLP/HTTP (protobuf) trace endpoint on ``127.0.0.1`` and a free port.
 
+    Args:
+        delay: seconds each request waits before it is answered (a slow backend).
+
     Attributes:
         endpoint: ``http://127.0.0.1:<port>``, the value for ``[tracing] otlp_endpoint``.
         requests: how many export requests were accepted.
         encodings: the ``Content-Encoding`` of each accepted request ("" when none).
+        headers: the HTTP headers of each accepted request (names in lower case).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.endpoint = ""
+        self.delay = delay
         self.requests = 0
         self.encodings: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self._spans: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._httpd: _Httpd | None = None
@@ -63,11 +70,12 @@ class OTLPReceiver:
         """The received spans called ``name``."""
         return [span for span in self.spans if span["name"] == name]
 
-    def _accept(self, spans: list[dict[str, Any]], encoding: str) -> None:
+    def _accept(self, spans: list[dict[str, Any]], encoding: str, headers: dict[str, str]) -> None:
         with self._lock:
             self._spans.extend(spans)
             self.requests += 1
             self.encodings.append(encoding)
+            self.headers.append(headers)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -135,7 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (DecodeError, OSError, zlib.error, ValueError) as exc:
             self._answer(400, f"undecodable request: {exc}".encode(), "text/plain")
             return
-        self.server.owner._accept(spans, encoding)
+        if self.server.owner.delay:
+            time.sleep(self.server.owner.delay)
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        self.server.owner._accept(spans, encoding, headers)
         self._answer(200, ExportTraceServiceResponse().SerializeToString(), PROTOBUF)
 
     def _answer(self, status: int, body: bytes, content_type: str) -> None:

@@ -36,6 +36,7 @@ from ...stats import LatencyRecorder
 from ...tracing.tracer import NO_TRACER, Tracer
 from ..tools import ToolInfo
 from ._litellm import connection_failed, cost_of, import_litellm
+from .content import input_attributes, output_attributes
 from .types import LLMResponse, LLMStatistics, ToolCall, Usage, wire_name
 
 __all__ = ["ROUTER", "LLMCaller", "LLMProvider", "LLMStream", "Messages"]
@@ -273,7 +274,8 @@ class LLMProvider(ABC):
             f"chat {self.model}", "client", agent=self.caller.agent, attributes=attributes
         )
         if tracer.capture_content:
-            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(request)[:16000]})
+            for key, value in input_attributes(request).items():
+                span.set_attribute(key, value)
         return span
 
     def end_span(
@@ -295,9 +297,8 @@ class LLMProvider(ABC):
             if usage.cost_usd is not None:
                 span.set_attribute("loom.llm.cost_usd", usage.cost_usd)
             if self.caller.tracer.capture_content:
-                span.add_event(
-                    "gen_ai.content.completion", {"gen_ai.completion": response.text[:16000]}
-                )
+                for key, value in output_attributes(response).items():
+                    span.set_attribute(key, value)
         if error is not None:
             span.fail(error)
         self.caller.tracer.end(span)

@@ -125,6 +125,13 @@ async def test_an_observer_gets_an_untraced_spec(tmp_path: Path) -> None:
 
     runner = await start(Hub(), tmp_path, Watcher("watcher"), middleware=[spy])
     assert [(s.agent, s.traced, s.pattern) for s in specs] == [("watcher", False, "num.*")]
+    assert runner.statistics().to_dict()["observer"] is True  # its heartbeat says so
+    await runner.stop()
+
+
+async def test_a_traced_agent_reports_itself_as_no_observer(tmp_path: Path) -> None:
+    runner = await start(Hub(), tmp_path, Doubler())
+    assert runner.statistics().observer is False
     await runner.stop()
 
 

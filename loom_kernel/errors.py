@@ -17,6 +17,7 @@ __all__ = [
     "LoomTimeoutError",
     "MemoryQueryError",
     "ProtocolError",
+    "ReloadError",
     "RemoteError",
     "RequestTimeout",
     "ToolError",
@@ -103,3 +104,21 @@ class LLMTimeout(LLMError, LoomTimeoutError):
 
 class MemoryQueryError(LoomError, ValueError):
     """A memory call got a bad argument; the message names it and shows a valid one."""
+
+
+class ReloadError(LoomError):
+    """New code for an agent could not be loaded: the old version goes on running.
+
+    Attributes:
+        agent: the agent's id.
+        file, line: where the new code failed (None when unknown).
+    """
+
+    def __init__(
+        self, message: str, *, agent: str, file: str | None = None, line: int | None = None
+    ):
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(f"{where}{message}")
+        self.agent = agent
+        self.file = file
+        self.line = line

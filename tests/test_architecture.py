@@ -231,6 +231,7 @@ def test_protocol_md_lists_every_reserved_topic() -> None:
         reserved.inbox("<client id>", "<owner>"),
         reserved.heartbeat("<id>"),
         reserved.agent_error("<id>"),
+        reserved.reloaded("<id>"),
         reserved.log("<agent id>"),
         reserved.client_stats("<client id>"),
         reserved.BROKER_STATS,

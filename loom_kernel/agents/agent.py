@@ -130,6 +130,8 @@ class Agent:
                 "(it becomes a topic segment, e.g. loom.agent.<id>.heartbeat)"
             )
         self.id = chosen
+        #: What the agent keeps across a reload of its code (see :meth:`on_reload`).
+        self.state: dict[str, Any] = {}
 
     @property
     def handlers(self) -> list[HandlerSpec]:
@@ -146,6 +148,13 @@ class Agent:
 
     async def on_start(self, ctx: Context) -> None:
         """Called once, after the agent's subscriptions are live."""
+
+    async def on_reload(self, old: Agent, ctx: Context) -> None:
+        """Called on the new version of the agent when its code is reloaded, before it
+        takes over from ``old`` (``on_start`` does not run again). By default it keeps
+        ``old.state``; override it to carry more, or to reopen what ``on_start`` opened.
+        If it raises, the old version goes on running."""
+        self.state = old.state
 
     async def run(self, ctx: Context) -> None:
         """Optional long-running body (a producer loop, say); cancelled at stop."""

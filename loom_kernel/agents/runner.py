@@ -24,7 +24,7 @@ from ..stats import LatencyRecorder
 from .agent import Agent, overrides
 from .context import Context
 
-__all__ = ["STATUSES", "AgentRunner", "AgentStatistics"]
+__all__ = ["STATUSES", "AgentRunner", "AgentStatistics", "ReplaceReport", "Route"]
 
 log = logging.getLogger("loom.runtime")
 STATUSES = ("starting", "running", "idle", "stalled", "stopped", "failed")
@@ -56,9 +56,34 @@ class AgentStatistics:
         return dict(self.__dict__)
 
 
+@dataclass(eq=False)
+class Route:
+    """One subscription of an agent and the handler consuming it (the handler is swapped
+    in place when the agent's code is reloaded; the subscription and its queue stay)."""
+
+    key: tuple[str, str, str]  # pattern, QoS, method: what a new version must match
+    spec: HandlerSpec
+    sub: Subscription
+    handler: Handler
+    what: str
+    task: asyncio.Task[None] | None = None
+    retired: bool = False
+
+
+@dataclass(frozen=True)
+class ReplaceReport:
+    """What a hot swap did to an agent's subscriptions."""
+
+    kept: list[str]
+    added: list[str]
+    removed: list[str]
+    dropped: int  # events queued for removed handlers, which the new version has no use for
+
+
 class AgentRunner:
     """Runs one :class:`Agent`: subscribes its handlers and tools, consumes their
-    mailboxes through the middleware chain, records errors and derives its status.
+    mailboxes through the middleware chain, records errors and derives its status; swaps
+    in a new version of the agent's code without losing its subscriptions (:meth:`replace`).
 
     Args:
         agent: the agent.
@@ -79,8 +104,9 @@ class AgentRunner:
         self.ctx = ctx
         self.middleware = list(middleware)
         self.settings = settings or RuntimeConfig()
-        self._subs: list[Subscription] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.version = 1
+        self._routes: list[Route] = []
+        self._run_task: asyncio.Task[None] | None = None
         self._active: dict[int, float] = {}
         self._state = "starting"
         self._started = time.monotonic()
@@ -96,32 +122,12 @@ class AgentRunner:
 
     async def start(self) -> None:
         """Subscribe every handler and tool, then run ``on_start`` and ``run``."""
-        agent, ctx = self.agent, self.ctx
-        loop = asyncio.get_running_loop()
+        agent = self.agent
         # Subscribe everything first; consume only after on_start, so no handler runs
         # before the agent has set itself up (events wait in the mailboxes meanwhile).
-        consumers: list[tuple[HandlerSpec, Subscription, Handler, str]] = []
         try:
-            for spec in agent.handlers:
-                sub = await self._subscribe(spec)
-                handler = self._wrap(spec, agent.handler_for(spec))
-                consumers.append((spec, sub, handler, spec.name))
-            for tool_spec in agent.tools:
-                signature = ToolSignature(tool_spec.name, getattr(agent, tool_spec.method))
-                spec = HandlerSpec(
-                    reserved.tool_topic(tool_spec.name), "reliable", tool_spec.method
-                )
-                sub = await self._subscribe(spec)
-                handler = self._wrap(spec, self._tool_handler(signature))
-                consumers.append((spec, sub, handler, f"tool:{tool_spec.name}"))
-                self.tools.append(
-                    signature.info(
-                        tool_spec.description, f"agent:{agent.id}", ctx.transport.client_id
-                    )
-                )
-            await agent.on_start(ctx)
-            for spec, sub, handler, what in consumers:
-                self._spawn(loop, self._consume(spec, sub, handler), what)
+            self._routes, self.tools = await self._subscribe_all(agent, {})
+            await agent.on_start(self.ctx)
         except Exception as exc:
             self._state = "failed"
             self._record_error("on_start", None, exc)
@@ -129,27 +135,74 @@ class AgentRunner:
             raise LoomError(
                 f"agent {agent.id!r} failed to start: {type(exc).__name__}: {exc}"
             ) from exc
-        if overrides(agent, "run"):
-            self._spawn(loop, self._run_body(), "run")
+        for route in self._routes:
+            self._consume_in_background(route)
+        self._start_run_body()
         self._state = "running"
         self._last_activity = time.monotonic()  # just started counts as activity
+
+    async def _subscribe_all(
+        self, agent: Agent, existing: dict[tuple[str, str, str], Route]
+    ) -> tuple[list[Route], list[ToolInfo]]:
+        """The routes of ``agent``: an existing route of the same key is taken over with
+        the new handler; the others are subscribed now (live on return)."""
+        routes: list[Route] = []
+        tools: list[ToolInfo] = []
+        try:
+            for spec, handler, what in self._handlers(agent, tools):
+                key = (spec.pattern, spec.qos, spec.name)
+                wrapped = self._wrap(agent, spec, handler)
+                route = existing.get(key)
+                if route is None:
+                    route = Route(key, spec, await self._subscribe(spec), wrapped, what)
+                else:
+                    route = Route(key, spec, route.sub, wrapped, what, route.task)
+                routes.append(route)
+        except BaseException:
+            for route in routes:
+                if route.key not in existing:
+                    await route.sub.aclose()
+            raise
+        return routes, tools
+
+    def _handlers(
+        self, agent: Agent, tools: list[ToolInfo]
+    ) -> list[tuple[HandlerSpec, Handler, str]]:
+        found: list[tuple[HandlerSpec, Handler, str]] = [
+            (spec, agent.handler_for(spec), spec.name) for spec in agent.handlers
+        ]
+        for tool_spec in agent.tools:
+            signature = ToolSignature(tool_spec.name, getattr(agent, tool_spec.method))
+            spec = HandlerSpec(reserved.tool_topic(tool_spec.name), "reliable", tool_spec.method)
+            found.append((spec, self._tool_handler(signature), f"tool:{tool_spec.name}"))
+            tools.append(
+                signature.info(
+                    tool_spec.description, f"agent:{agent.id}", self.ctx.transport.client_id
+                )
+            )
+        return found
 
     async def _subscribe(self, spec: HandlerSpec) -> Subscription:
         options = spec.mailbox_options()
         if spec.qos == "realtime" and options["maxsize"] is None:
             options["maxsize"] = self.settings.mailbox_size
-        sub = await self.ctx.transport.subscribe(
+        return await self.ctx.transport.subscribe(
             spec.pattern, qos=spec.qos, owner=self.agent.id, **options
         )
-        self._subs.append(sub)
-        return sub
 
-    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any, what: str) -> None:
-        self._tasks.append(loop.create_task(coro, name=f"loom:{self.agent.id}:{what}"))
+    def _consume_in_background(self, route: Route) -> None:
+        name = f"loom:{self.agent.id}:{route.what}"
+        route.task = asyncio.get_running_loop().create_task(self._consume(route), name=name)
+
+    def _start_run_body(self) -> None:
+        if overrides(self.agent, "run"):
+            self._run_task = asyncio.get_running_loop().create_task(
+                self._run_body(self.agent), name=f"loom:{self.agent.id}:run"
+            )
 
     async def stop(self) -> None:
         """Run ``on_stop``, then cancel the agent's tasks and close its subscriptions."""
-        if self._state in ("stopped", "failed") and not self._tasks:
+        if self._state in ("stopped", "failed") and not self._tasks():
             return
         try:
             await self.agent.on_stop(self.ctx)
@@ -159,31 +212,103 @@ class AgentRunner:
         if self._state != "failed":
             self._state = "stopped"
 
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        tasks = [route.task for route in self._routes if route.task is not None]
+        return tasks + ([self._run_task] if self._run_task is not None else [])
+
     async def _teardown(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks = self._tasks()
+        self._run_task = None
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for sub in self._subs:
-            await sub.aclose()
-        self._subs.clear()
+        routes, self._routes = self._routes, []
+        for route in routes:
+            await route.sub.aclose()
         await self.ctx.aclose()
+
+    # -- hot swap --------------------------------------------------------------------
+
+    async def replace(self, agent: Agent) -> ReplaceReport:
+        """Swap in a new version of the agent (same id) without stopping it.
+
+        Handlers the new version keeps (same pattern, QoS and method) keep their
+        subscription and its queue: a call in flight finishes on the old code, the
+        queued events go to the new code. New handlers are subscribed before the swap;
+        removed ones stop after their call in flight (what they had queued is dropped
+        and counted). ``agent.on_reload(old, ctx)`` runs before the swap: if it raises,
+        the old version goes on as if nothing happened. The context (memory, sequence
+        numbers, logger) is the same; ``run`` restarts on the new code.
+
+        Raises:
+            LoomError: another id, or ``on_reload`` failed (the old version still runs).
+        """
+        old = self.agent
+        if agent.id != old.id:
+            raise LoomError(f"a new version of {old.id!r} must keep its id, got {agent.id!r}")
+        existing = {route.key: route for route in self._routes}
+        routes, tools = await self._subscribe_all(agent, existing)
+        added = [route for route in routes if route.key not in existing]
+        try:
+            await agent.on_reload(old, self.ctx)
+        except Exception:
+            for route in added:
+                await route.sub.aclose()
+            raise
+        return await self._swap(agent, routes, tools, existing)
+
+    async def _swap(
+        self,
+        agent: Agent,
+        routes: list[Route],
+        tools: list[ToolInfo],
+        existing: dict[tuple[str, str, str], Route],
+    ) -> ReplaceReport:
+        kept_keys = {route.key for route in routes}
+        # no await from here to the end of the swap: no event is handled half-way
+        self.agent, self.tools, self.version = agent, tools, self.version + 1
+        for route in routes:
+            if route.key in existing:
+                existing[route.key].handler = route.handler
+        removed = [route for key, route in existing.items() if key not in kept_keys]
+        for route in removed:
+            route.retired = True
+        self._routes = [existing.get(route.key, route) for route in routes]
+        for route in self._routes:
+            if route.task is None:
+                self._consume_in_background(route)
+        run, self._run_task = self._run_task, None
+        if run is not None:
+            run.cancel()
+        self._start_run_body()
+        dropped = 0
+        for route in removed:
+            dropped += len(route.sub.mailbox)
+            await route.sub.aclose()
+        return ReplaceReport(
+            kept=[route.what for route in self._routes if route.key in existing],
+            added=[route.what for route in self._routes if route.key not in existing],
+            removed=[route.what for route in removed],
+            dropped=dropped,
+        )
 
     # -- handling --------------------------------------------------------------------
 
-    def _wrap(self, spec: HandlerSpec, handler: Handler) -> Handler:
-        bound = spec.bind(self.agent.id, traced=self.agent.traced)
+    def _wrap(self, agent: Agent, spec: HandlerSpec, handler: Handler) -> Handler:
+        bound = spec.bind(agent.id, traced=agent.traced)
         for middleware in reversed(self.middleware):
             handler = middleware(bound, handler)
         return handler
 
-    async def _consume(self, spec: HandlerSpec, sub: Subscription, handler: Handler) -> None:
-        key = id(sub)
+    async def _consume(self, route: Route) -> None:
+        key = id(route)
         ctx = self.ctx
         latency, handler_time = self.latency, self.handler_time
-        async for item in sub:
+        async for item in route.sub:
+            if route.retired:  # its handler is gone from the new version
+                return
             first: Envelope = item[0] if isinstance(item, list) else item
             started = time.monotonic()
             self._active[key] = started
@@ -191,9 +316,9 @@ class AgentRunner:
                 latency.record((time.time_ns() - first.ts) / 1e9)
             token = current_event.set(first)
             try:
-                await handler(item, ctx)
+                await route.handler(item, ctx)
             except Exception as exc:
-                self._record_error(spec.name, first, exc)
+                self._record_error(route.spec.name, first, exc)
                 await self._answer_failure(first, exc)
             finally:
                 current_event.reset(token)
@@ -214,9 +339,9 @@ class AgentRunner:
 
         return serve
 
-    async def _run_body(self) -> None:
+    async def _run_body(self, agent: Agent) -> None:
         try:
-            await self.agent.run(self.ctx)
+            await agent.run(self.ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -254,7 +379,7 @@ class AgentRunner:
     @property
     def active(self) -> bool:
         """True until the agent is stopped (a failed agent stays active until stopped)."""
-        return bool(self._tasks) or self._state == "running"
+        return bool(self._tasks()) or self._state == "running"
 
     @property
     def status(self) -> str:
@@ -265,7 +390,7 @@ class AgentRunner:
         settings = self.settings
         if self._active and now - min(self._active.values()) > settings.stall_after:
             return "stalled"
-        waiting = any(len(sub.mailbox) for sub in self._subs)
+        waiting = any(len(route.sub.mailbox) for route in self._routes)
         last = max(self._last_activity, self.ctx.last_emit)
         if waiting and not self._active and now - last > settings.stall_after:
             return "stalled"
@@ -274,7 +399,7 @@ class AgentRunner:
         return "idle"
 
     def statistics(self) -> AgentStatistics:
-        stats = [sub.statistics() for sub in self._subs]
+        stats = [route.sub.statistics() for route in self._routes]
         lat50, lat99 = self.latency.percentiles_ms(50, 99)
         run50, run99 = self.handler_time.percentiles_ms(50, 99)
         return AgentStatistics(

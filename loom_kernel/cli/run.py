@@ -69,20 +69,30 @@ def run(
     only: Annotated[
         str | None, typer.Option(help="Run only these agents (comma-separated).")
     ] = None,
+    reload: Annotated[
+        bool,
+        typer.Option("--reload", help="Swap new code into running agents when their files change."),
+    ] = False,
 ) -> None:
     """Run the project's agents, each group in its own process, restarting crashed ones.
 
-    Example: `loom run`, `loom run my-project --only planner,executor`.
+    With `--reload`, an edited agent module is reloaded inside its running worker: no
+    restart, no lost event, subscriptions and state kept; a file that does not load
+    leaves the running code in place (its error is in the worker's log).
+
+    Example: `loom run`, `loom run my-project --only planner,executor`, `loom run --reload`.
     """
     if project is not None and project.is_dir():
         project = project / "loom.toml"
     settings = load_project(project)
     if settings.path is None:
         raise LoomError("no loom.toml here or above: create a project with `loom init`")
-    asyncio.run(_run(settings, group, only.split(",") if only else None))
+    asyncio.run(_run(settings, group, only.split(",") if only else None, reload))
 
 
-async def _run(settings: LoomConfig, group: str | None, only: list[str] | None) -> None:
+async def _run(
+    settings: LoomConfig, group: str | None, only: list[str] | None, reload: bool = False
+) -> None:
     console = Console(stderr=True)
     stop = _stop_event()
     async with open_runtime(settings) as rt:
@@ -95,7 +105,7 @@ async def _run(settings: LoomConfig, group: str | None, only: list[str] | None) 
                         f"{', '.join(sorted(running))}): stop it first, or use `loom start`, "
                         "`loom stop` and `loom restart`"
                     )
-        supervisor = Supervisor(rt, settings, group=group, only=only)
+        supervisor = Supervisor(rt, settings, group=group, only=only, reload=reload)
         await supervisor.start()
         where = rt.address.publish if rt.address else "the bus"
         console.print(f"[bold green]loom run[/]: {len(supervisor.workers)} worker(s) on {where}")

@@ -84,10 +84,11 @@ class Supervisor:
 
     def __init__(
         self, runtime: Runtime, config: LoomConfig, *, group: str | None = None,
-        only: list[str] | None = None,
+        only: list[str] | None = None, reload: bool = False,
     ):  # fmt: skip
         self.runtime = runtime
         self.config = config
+        self.reload = reload
         self.workers = _plan(config, group=group, only=only)
         if not self.workers:
             raise LoomError(
@@ -206,6 +207,7 @@ class Supervisor:
             worker.process = process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "loom_kernel.ops.worker",
                 "--config", str(path), "--agents", ",".join(worker.agents),
+                *(["--reload"] if self.reload else []),
                 cwd=self.config.project_dir, stdout=logfile, stderr=logfile,
             )  # fmt: skip
         finally:

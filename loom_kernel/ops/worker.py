@@ -20,7 +20,8 @@ import sys
 from ..agents import Agent
 from ..config import LoomConfig, load_config
 from ..errors import ConfigError, LoomError
-from ..runtime import run
+from ..runtime import Runtime, run
+from .watch import watch_and_reload
 
 __all__ = ["EXIT_BAD_AGENT", "load_agent", "main"]
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m loom_kernel.ops.worker", description=__doc__)
     parser.add_argument("--config", required=True, help="the project's loom.toml")
     parser.add_argument("--agents", required=True, help="comma-separated agent ids")
+    parser.add_argument(
+        "--reload", action="store_true", help="reload agents' code when their files change"
+    )
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
@@ -96,7 +100,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_BAD_AGENT) from None
     # Join only: the bus belongs to the supervisor, a worker must not start its own.
     joined = config.model_copy(update={"bus": config.bus.model_copy(update={"mode": "connect"})})
-    run(*agents, config=joined)
+    alongside = None
+    if options.reload:
+
+        async def alongside(rt: Runtime) -> None:
+            await watch_and_reload(rt, agents)
+
+    run(*agents, config=joined, alongside=alongside)
 
 
 if __name__ == "__main__":

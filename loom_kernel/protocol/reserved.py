@@ -40,6 +40,7 @@ __all__ = [
     "llm_usage",
     "log",
     "probe",
+    "reloaded",
     "spans",
     "tool_name",
     "tool_topic",
@@ -101,6 +102,11 @@ def heartbeat(agent_id: str) -> str:
 
 def agent_error(agent_id: str) -> str:
     return f"{_AGENT_PREFIX}{agent_id}.error"
+
+
+def reloaded(agent_id: str) -> str:
+    """``loom.agent.<id>.reloaded``: a reload of the agent's code, done or refused."""
+    return f"{_AGENT_PREFIX}{agent_id}.reloaded"
 
 
 def log(agent_id: str) -> str:

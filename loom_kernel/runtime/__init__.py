@@ -7,6 +7,7 @@ the agents and the bus report.
 """
 
 from .heartbeat import Heartbeat
+from .reload import ReloadResult
 from .runtime import Runtime, RuntimeStatistics, open_runtime, run
 
-__all__ = ["Heartbeat", "Runtime", "RuntimeStatistics", "open_runtime", "run"]
+__all__ = ["Heartbeat", "ReloadResult", "Runtime", "RuntimeStatistics", "open_runtime", "run"]

@@ -21,9 +21,10 @@ given the collaborators it uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from ..capabilities.memory import Memory, MemoryStore
 from ..capabilities.toolkit import Capabilities
 from ..capabilities.tools import ToolInfo
 from ..config import LoomConfig, load_config
-from ..errors import LoomError
+from ..errors import LoomError, ReloadError
 from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
@@ -53,6 +54,7 @@ from ..tracing.recorder import SpanRecorder
 from ..tracing.store import SpanStore
 from ..tracing.tracer import NO_TRACER, Tracer
 from .heartbeat import Heartbeat, beat
+from .reload import ReloadResult, announce, load_module, new_version, swap
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime", "run"]
 
@@ -355,6 +357,60 @@ class Runtime:
             self._memory = self.capabilities.memory("runtime")
         return self._memory
 
+    # -- new code for running agents --------------------------------------------------
+
+    async def reload(self, agent_id: str, cls: type[Agent] | None = None) -> ReloadResult:
+        """Swap new code into a running agent, keeping its subscriptions, queue, memory,
+        sequence numbers and ``state`` (see :mod:`loom_kernel.runtime.reload`).
+
+        Args:
+            agent_id: the running agent.
+            cls: the new class (e.g. redefined in a notebook cell); default: the agent's
+                module re-imported, and its class of the same name.
+
+        Raises:
+            ReloadError: the new code cannot load or start; the old version still runs.
+        """
+        runner = self._runner(agent_id)
+        try:
+            module = (
+                None if cls is not None else load_module(type(runner.agent).__module__, agent_id)
+            )
+            return await swap(runner, new_version(runner.agent, cls, module))
+        except ReloadError as exc:
+            announce(runner, {"ok": False, "agent": agent_id, "error": str(exc),
+                              "file": exc.file, "line": exc.line})  # fmt: skip
+            raise
+
+    async def reload_module(self, module: str) -> list[ReloadResult]:
+        """Re-import ``module`` once and swap it into every running agent whose class it
+        defines (what ``loom run --reload`` does when a file changes).
+
+        Raises:
+            ReloadError: the module cannot load; every agent keeps its old version.
+        """
+        runners = [r for r in self._live_runners() if type(r.agent).__module__ == module]
+        if not runners:
+            return []
+        try:
+            fresh = load_module(module, runners[0].agent.id)
+        except ReloadError as exc:
+            for runner in runners:
+                announce(runner, {"ok": False, "agent": runner.agent.id, "error": str(exc),
+                                  "file": exc.file, "line": exc.line})  # fmt: skip
+            raise
+        results = []
+        for runner in runners:
+            results.append(await swap(runner, new_version(runner.agent, None, fresh)))
+        return results
+
+    def _runner(self, agent_id: str) -> AgentRunner:
+        runner = self._runners.get(agent_id)
+        if runner is None or runner.status in ("stopped", "failed"):
+            known = ", ".join(r.agent.id for r in self._live_runners()) or "none"
+            raise LoomError(f"no running agent {agent_id!r} here (running: {known})")
+        return runner
+
     # -- statistics ------------------------------------------------------------------
 
     def statistics(self) -> RuntimeStatistics:
@@ -411,8 +467,13 @@ def run(
     *agents: Agent,
     config: str | os.PathLike[str] | LoomConfig | None = None,
     bus: str | None = None,
+    alongside: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> None:
-    """Run agents in a plain process until Ctrl-C or SIGTERM, then stop them cleanly."""
+    """Run agents in a plain process until Ctrl-C or SIGTERM, then stop them cleanly.
+
+    ``alongside(rt)``, when given, runs beside the agents (e.g. a file watcher) and is
+    cancelled when they stop; if it raises, everything stops with its error.
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -421,6 +482,15 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         async with open_runtime(config, bus=bus) as rt:
             await rt.start(*agents)
-            await stop.wait()
+            helper = loop.create_task(alongside(rt)) if alongside is not None else None
+            stopping = loop.create_task(stop.wait())
+            waiting = {stopping} | ({helper} if helper is not None else set())
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in waiting - done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if helper is not None and helper in done:
+                helper.result()  # its error, if it failed
 
     asyncio.run(main())

@@ -6,7 +6,8 @@ or as pages of the standalone studio (``loom studio``).
 >>> loom_studio.Traces()
 
 The components are imported on first use: ``import loom_studio`` (and the ``loom studio``
-command's registration) does not load Panel.
+command's registration) does not load Panel. Shown in a notebook, a component loads Panel's
+notebook extension itself (:mod:`loom_studio.notebook`): no ``pn.extension()`` first.
 """
 
 from __future__ import annotations

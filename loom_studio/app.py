@@ -5,6 +5,11 @@
 
 Everything the page loads comes from the local server (Panel and Bokeh serve their own
 JS and CSS; no template with web fonts, no CDN), so the studio works with no internet.
+
+The page opens on a view when asked: ``/?topic=market.price.*`` fills the event
+stream's pattern filter, ``/?agent=data`` shows only the events that agent published
+(JupyterLab's Loom sidebar links there). ``GET /api/live`` answers the live agents and
+topics as JSON (:mod:`loom_studio.live`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +27,84 @@ import panel as pn
 
 from loom_kernel import LoomConfig, SpanStore, load_config
 
+from .access import require_secret
 from .dashboard import Dashboard
-from .feed import StudioFeed, get_feed
+from .feed import EventRow, StudioFeed, get_feed
+from .live import LiveHandler
 from .traces import Traces
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "dashboard_view", "serve"]
 
 TITLE = "Loom studio"
 
 
-def create_app(feed: StudioFeed, store: SpanStore | str | Path) -> pn.viewable.Viewable:
-    """One page: the dashboard and the traces, as tabs."""
+def create_app(
+    feed: StudioFeed,
+    store: SpanStore | str | Path,
+    *,
+    agent: str | None = None,
+    topic: str | None = None,
+) -> pn.viewable.Viewable:
+    """One page: the dashboard and the traces, as tabs.
+
+    Args:
+        agent: show only the events this agent published in the event stream.
+        topic: a topic pattern the event stream's filter starts with.
+    """
     header = pn.pane.Markdown(f"## {TITLE}", margin=(5, 10))
     tabs = pn.Tabs(
-        ("Dashboard", Dashboard(feed=feed)),
+        ("Dashboard", dashboard_view(feed, agent=agent, topic=topic)),
         ("Traces", Traces(store=store)),
         dynamic=True,
         sizing_mode="stretch_width",
     )
-    return pn.Column(header, tabs, sizing_mode="stretch_width", name=TITLE)
+    parts: list[Any] = [header]
+    if agent:
+        note = (
+            f"Event stream: the events agent <b>{escape(agent)}</b> published. "
+            '<a href="./" target="_self">All events</a>'
+        )
+        parts.append(pn.pane.Alert(note, alert_type="info", margin=(0, 10)))
+    return pn.Column(*parts, tabs, sizing_mode="stretch_width", name=TITLE)
+
+
+def dashboard_view(
+    feed: StudioFeed, *, agent: str | None = None, topic: str | None = None
+) -> Dashboard:
+    """The dashboard, its event stream on one agent's events or one topic pattern."""
+    dashboard = Dashboard(feed=_AgentEvents(feed, agent) if agent else feed)
+    if topic:
+        dashboard.events.pattern.value = topic  # validated and applied as if typed
+    return dashboard
+
+
+class _AgentEvents:
+    """A feed whose events are one agent's: the rest of the dashboard sees everything."""
+
+    def __init__(self, feed: StudioFeed, agent: str):
+        self._feed = feed
+        self._agent = agent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
+
+    def events_since(self, seq: int, pattern: str | None = None) -> list[EventRow]:
+        return [row for row in self._feed.events_since(seq, pattern) if row.source == self._agent]
+
+
+def _page(feed: StudioFeed, store: Path) -> Callable[[], pn.viewable.Viewable]:
+    """The app for one browser session, on the view its URL asks for."""
+
+    def page() -> pn.viewable.Viewable:
+        args = pn.state.session_args or {}
+
+        def arg(name: str) -> str | None:
+            values = args.get(name) or [b""]
+            return values[0].decode(errors="replace").strip() or None
+
+        return create_app(feed, store, agent=arg("agent"), topic=arg("topic"))
+
+    return page
 
 
 def serve(
@@ -47,9 +113,16 @@ def serve(
     port: int = 0,
     address: str = "127.0.0.1",
     feed: StudioFeed | None = None,
+    secret: str | None = None,
 ) -> Any:
     """Start the studio's server on the running event loop; returns the Bokeh server
-    (``server.port`` is the port; ``server.stop()`` stops it)."""
+    (``server.port`` is the port; ``server.stop()`` stops it).
+
+    Args:
+        secret: when set, the server answers only requests carrying it (behind Jupyter:
+            see :mod:`loom_studio.access`), whatever their origin, since the proxy that
+            adds it has checked the origin and the user already.
+    """
     settings = config if isinstance(config, LoomConfig) else load_config(config)
     store = settings.project_path(settings.tracing.store_path)
     feed = feed or get_feed(settings)
@@ -57,22 +130,30 @@ def serve(
         with socket.socket() as probe:
             probe.bind((address, 0))
             port = probe.getsockname()[1]
+    # the page may be opened by name or by number, and by the address it listens on;
+    # behind Jupyter, by whatever name the browser gives Jupyter
+    origins = (
+        ["*"] if secret else sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"})
+    )
     # Panel's server takes SIGINT for itself (a handler that stops the event loop under the
     # program's feet); the program that embeds the studio keeps its own.
     previous = signal.getsignal(signal.SIGINT)
     server = pn.serve(
-        {"/": lambda: create_app(feed, store)},
+        {"/": _page(feed, store)},
         port=port,
         address=address,
         show=False,
         start=False,
         threaded=False,
         title=TITLE,
-        # the page may be opened by name or by number, and by the address it listens on
-        websocket_origin=sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"}),
+        websocket_origin=origins,
+        extra_patterns=[(r"/api/live", LiveHandler, {"feed": feed})],
     )
     with contextlib.suppress(ValueError, TypeError):  # not the main thread: nothing was taken
         signal.signal(signal.SIGINT, previous)
+    if secret:
+        # Bokeh keeps its Tornado application private; the rule goes in front of its routes
+        require_secret(server._tornado, secret)
     server.start()
     return server
 
@@ -80,6 +161,6 @@ def serve(
 # `panel serve loom_studio/app.py`: Panel runs this module once per browser session.
 if __name__.startswith("bokeh_app"):
     _settings = load_config(os.environ.get("LOOM_CONFIG"))
-    create_app(get_feed(_settings), _settings.project_path(_settings.tracing.store_path)).servable(
+    _page(get_feed(_settings), _settings.project_path(_settings.tracing.store_path))().servable(
         title=TITLE
     )

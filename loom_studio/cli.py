@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -13,28 +14,45 @@ from rich.console import Console
 
 from loom_kernel import LoomError, load_config
 
+PARENT_CHECK_S = 2.0  # seconds between two looks at whether Jupyter still runs
+
 
 def studio(
     port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 5006,
     address: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            help="The project's folder: its loom.toml, or the defaults there.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the studio (dashboard and traces) for the project's bus; Ctrl-C stops it.
 
     It joins the running bus by discovery (or starts one that agents then join) and
     reads traces from the project's span store. Example: `loom studio --port 5006`.
     """
-    asyncio.run(_serve(load_config(config), port, address))
+    if project is not None:  # the project is where its files are found: work from there
+        os.chdir(project)
+    from .access import SECRET_ENV  # here: `loom --help` does not load Tornado
+
+    # behind Jupyter (loom_studio.lab.proxy): only requests carrying this secret get in;
+    # taken out of the environment so no process the studio starts inherits it
+    secret = os.environ.pop(SECRET_ENV, None)
+    asyncio.run(_serve(load_config(config), port, address, secret))
 
 
-async def _serve(settings, port: int, address: str) -> None:
+async def _serve(settings, port: int, address: str, secret: str | None = None) -> None:
     from .app import serve
     from .feed import StudioFeed
 
     console = Console(stderr=True)
     feed = await StudioFeed().open(settings)
     try:
-        server = serve(settings, port=port, address=address, feed=feed)
+        server = serve(settings, port=port, address=address, feed=feed, secret=secret)
     except OSError as exc:
         await feed.aclose()
         raise LoomError(
@@ -45,9 +63,15 @@ async def _serve(settings, port: int, address: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    console.print(f"[bold green]Loom studio[/]: http://{address}:{server.port}/  (Ctrl-C stops it)")
+    where = "behind Jupyter only" if secret else "Ctrl-C stops it"
+    console.print(f"[bold green]Loom studio[/]: http://{address}:{server.port}/  ({where})")
+    parent = os.getppid()
     try:
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=PARENT_CHECK_S)
+            if secret and os.getppid() != parent:
+                break  # behind Jupyter, and Jupyter is gone (killed): no one can reach us
     finally:
         server.stop()
         await feed.aclose()

@@ -6,6 +6,8 @@ cannot keep up, the oldest events are dropped and counted, the agents never wait
 keeps:
 
 - the agents, from their heartbeats (``loom.agent.<id>.heartbeat``) and last errors;
+  observer agents (their heartbeat says ``observer``: they watch the system, like the
+  terminal view of the demo) apart, in ``observers``, and out of the topology;
 - the last ``max_events`` events, with a sequence number views stream from;
 - per-second throughput and latency history for the QoS panel (``history_sec``);
 - the topology: agents, topic families and MCP servers as nodes, edges counted from
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -35,13 +38,22 @@ __all__ = ["REFRESH_MS", "EventRow", "StudioFeed", "get_feed", "topic_family"]
 
 REFRESH_MS = 100  # views refresh at most 10 times a second
 INTERNAL = "loom."
-OBSERVER = "studio-"
+OBSERVER = "studio-"  # the studio's own observer agents
+_WORD = re.compile(r"[a-z_]+")
 
 
 def topic_family(topic: str) -> str:
-    """``market.price.AAPL`` -> ``market.price.*``: one topology node per family."""
+    """The topology node of a topic: its family, one node for every instance of it.
+
+    The last segment names an instance (``*`` stands for it) when the topic has three
+    segments or more (``market.price.AAPL`` -> ``market.price.*``), or two and the last
+    is not a lower-case word (``plan.AAPL`` -> ``plan.*``, ``user.42`` -> ``user.*``).
+    Two words stay apart: ``pp.ping`` and ``pp.pong`` are two channels, not two instances.
+    """
     parts = topic.split(".")
-    return ".".join(parts[:-1]) + ".*" if len(parts) >= 3 else topic
+    if len(parts) >= 3 or (len(parts) == 2 and not _WORD.fullmatch(parts[1])):
+        return ".".join(parts[:-1]) + ".*"
+    return topic
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class StudioFeed:
         self.events: deque[EventRow] = deque(maxlen=max_events)
         self.seq = 0
         self.agents: dict[str, dict[str, Any]] = {}
+        self.observers: dict[str, dict[str, Any]] = {}  # observer agents, as ``agents``
         self.errors: deque[dict[str, Any]] = deque(maxlen=200)
         self.tools: dict[str, list[dict[str, Any]]] = {}  # process -> its announced tools
         self.history: deque[dict[str, Any]] = deque(maxlen=history_sec)
@@ -123,15 +136,11 @@ class StudioFeed:
         parts = event.topic.split(".")
         data = event.data if isinstance(event.data, dict) else {}
         if parts[1] == "agent" and parts[-1] == "heartbeat" and data:
-            if parts[2].startswith(OBSERVER):
-                return
-            row = self.agents.setdefault(parts[2], {})
-            row.update(data)
-            row["seen"] = time.time()
-            self.nodes.setdefault(parts[2], "agent")
+            self._heartbeat(parts[2], data)
         elif parts[1] == "agent" and parts[-1] == "error" and data:
             self.errors.append({**data, "ts": event.ts / 1e9 if event.ts else time.time()})
-            self.agents.setdefault(parts[2], {})["last_error"] = (
+            rows = self.observers if parts[2] in self.observers else self.agents
+            rows.setdefault(parts[2], {})["last_error"] = (
                 f"{data.get('error')}: {data.get('message')}"
             )
         elif event.topic == "loom.broker.stats" and data:
@@ -141,6 +150,17 @@ class StudioFeed:
         elif parts[1] == "trace" and isinstance(event.data, list):
             for span in event.data:
                 self._span(span)
+
+    def _heartbeat(self, agent_id: str, data: dict[str, Any]) -> None:
+        if agent_id.startswith(OBSERVER):
+            return  # the studio watching itself
+        observer = bool(data.get("observer"))  # absent (older kernels): an agent
+        rows, others = (self.observers, self.agents) if observer else (self.agents, self.observers)
+        row = rows.setdefault(agent_id, others.pop(agent_id, {}))  # an error may come first
+        row.update(data)
+        row["seen"] = time.time()
+        if not observer:  # an observer is drawn only if it publishes (then it is in the flow)
+            self.nodes.setdefault(agent_id, "agent")
 
     def _span(self, span: Any) -> None:
         # span arrays: see loom_kernel/spans.py (name, kind, agent, attributes)
@@ -220,6 +240,7 @@ class StudioFeed:
             "ingested": self.ingested,
             "events_kept": len(self.events),
             "agents": len(self.agents),
+            "observers": len(self.observers),
             "nodes": len(self.nodes),
             "edges": len(self.edges),
             "dropped": stats.dropped if stats else 0,

@@ -25,6 +25,7 @@ __all__ = [
     "ERROR_COLOR",
     "HEATMAP_BUCKET_S",
     "HEATMAP_WINDOW",
+    "flame_labels",
     "heatmap_cells",
     "lane_rows",
     "parse_attribute",
@@ -46,7 +47,7 @@ KIND_COLORS = {
     "client": "#ff7f0e",
     "internal": "#8c8c8c",
 }
-LABEL_PX, CHAR_PX = 1000, 6.5  # flamegraph labels: assumed plot width, font width
+LABEL_PX, CHAR_PX = 800, 6.5  # flamegraph labels: plot width until the page tells, font width
 NO_AGENT = "(no agent)"
 SPAN_COLUMNS = (
     "span_id", "name", "agent", "kind", "status", "start", "duration", "right", "lane", "height",
@@ -57,13 +58,16 @@ SPAN_COLUMNS = (
 # -- a trace: lanes, bars and links -----------------------------------------------------
 
 
-def trace_layout(spans: Sequence[Span]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+def trace_layout(
+    spans: Sequence[Span], width_px: float = LABEL_PX
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """The columns of a trace's spans (one row per span, in start order) and of its
     parent -> child links, as the timeline and the flamegraph draw them.
 
     Times are ms since the trace's first span. ``lane`` is ``(agent, offset)``: each agent
     has one lane, split in rows so that overlapping spans of one agent do not hide each
-    other. ``depth`` is the span's depth in the trace tree (roots: 0).
+    other. ``depth`` is the span's depth in the trace tree (roots: 0). ``label`` is the
+    name as it fits in the span's flamegraph bar, in a plot ``width_px`` wide.
     """
     spans = sorted(spans, key=lambda s: s.start_ns)
     t0 = spans[0].start_ns if spans else 0
@@ -73,6 +77,7 @@ def trace_layout(spans: Sequence[Span]) -> tuple[dict[str, list[Any]], dict[str,
     agents = [span_agent(s) for s in spans]
     order = list(dict.fromkeys(agents))
     cols: dict[str, list[Any]] = {column: [] for column in SPAN_COLUMNS}
+    cols["label"] = flame_labels(spans, width_px)
     for span, agent, row in zip(spans, agents, rows, strict=True):
         start = (span.start_ns - t0) / 1e6
         n = lanes[agent]
@@ -93,7 +98,6 @@ def trace_layout(spans: Sequence[Span]) -> tuple[dict[str, list[Any]], dict[str,
         cols["legend"].append("error" if error else span.kind)
         flame = AGENT_COLORS[order.index(agent) % len(AGENT_COLORS)]
         cols["flame_color"].append(ERROR_COLOR if error else flame)
-        cols["label"].append(_label(span.name, span.duration_ms / total))
         cols["label_color"].append("white" if error else "#222")
     index = {span_id: i for i, span_id in enumerate(cols["span_id"])}
     links: dict[str, list[Any]] = {"x0": [], "y0": [], "x1": [], "y1": []}
@@ -136,9 +140,19 @@ def _depth(span: Span, by_id: dict[str, Span]) -> int:
     return depth
 
 
-def _label(name: str, fraction: float) -> str:
+def flame_labels(spans: Sequence[Span], width_px: float = LABEL_PX) -> list[str]:
+    """Each span's name (in start order) as it fits in its flamegraph bar, in a plot
+    ``width_px`` wide: cut with "…", or nothing when the bar is too narrow (its hover
+    shows the whole name)."""
+    spans = sorted(spans, key=lambda s: s.start_ns)
+    t0 = spans[0].start_ns if spans else 0
+    total = max((s.end_ns - t0 for s in spans), default=0) / 1e6 or 1.0
+    return [_label(s.name, s.duration_ms / total, width_px) for s in spans]
+
+
+def _label(name: str, fraction: float, width_px: float) -> str:
     """The name, cut to what fits in a bar of this fraction of the plot's width."""
-    fits = int(fraction * LABEL_PX / CHAR_PX) - 1
+    fits = int(fraction * width_px / CHAR_PX) - 1
     if fits >= len(name):
         return name
     return name[: fits - 1] + "…" if fits >= 6 else ""

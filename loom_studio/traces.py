@@ -6,8 +6,11 @@ search, a latency heatmap and the detail of a span, all read from the span store
 
 It reads the SQLite file only (no bus): the list and the heatmap refresh every
 ``refresh_ms`` in a worker thread, so the page's event loop never waits on the disk.
-Selecting a trace (a row of the list or of the search results) draws it; selecting a
-span (a bar, or a search result) shows its attributes, events, links and GenAI usage.
+A trace is listed once it has settled: no span of it ended in the last
+:data:`SETTLE_S` seconds, so that every process's batch of its spans has arrived (they
+are sent every 0.5 s). Clicking a trace (a row of the list, which the browser names by
+its id, or a search result) draws it; selecting a span (a bar, or a search result)
+shows its attributes, events, links and GenAI usage.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
+from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
@@ -42,9 +46,13 @@ from loom_kernel import LoomError, load_config
 from loom_kernel.protocol import Span
 from loom_kernel.tracing import SpanStore, TraceSummary
 
+from .notebook import InlineViewer
+from .tables import RowClicks
 from .trace_data import (
     HEATMAP_BUCKET_S,
     HEATMAP_WINDOW,
+    LABEL_PX,
+    flame_labels,
     heatmap_cells,
     lane_rows,
     parse_attribute,
@@ -62,10 +70,12 @@ importlib.import_module("panel.models.tabulator")
 
 MIN_REFRESH_MS = 1000  # the list and the heatmap are read at most once a second
 RECENT_TRACES = 50
+SETTLE_S = 1.5  # a trace is listed once no span of it ended for this long (complete)
 SEARCH_LIMIT = 200
 HEATMAP_SPANS = 20_000  # newest spans of the window read per refresh
 HEATMAP_EVERY_S = 10.0  # the heatmap's buckets are 10 s: no point in reading it more often
 STATUSES = ("any", "ok", "error", "unset")
+OPEN_ROW_CSS = "background-color: #d6e4f5"  # the open trace's row in the list
 ANY = "any"
 
 
@@ -80,7 +90,7 @@ class _Snapshot:
     now: float = 0.0
 
 
-class Traces(pn.viewable.Viewer):
+class Traces(InlineViewer):
     """The traces of a span store, for a notebook cell or the studio's Traces page.
 
     Args:
@@ -132,17 +142,18 @@ class Traces(pn.viewable.Viewer):
         full = self.store.resolve(trace_id)
         spans = sorted(self.store.trace(full), key=lambda s: s.start_ns)  # as trace_layout
         self.trace_id, self._spans = full, spans
-        cols, links = trace_layout(spans)
+        cols, links = trace_layout(spans, _plot_width(self.flamegraph))
         agents = list(dict.fromkeys(cols["agent"]))
         self.timeline.y_range.factors = agents[::-1]  # first agent to act at the top
         rows = max(lane_rows(spans)[1].values(), default=1)
-        self.timeline.height = min(900, max(160, 60 + len(agents) * max(28, rows * 16)))
+        # 110 px: the axis, the title and the legend above the lanes
+        self.timeline.height = min(900, max(200, 110 + len(agents) * max(28, rows * 16)))
         depth = max(cols["depth"], default=0)
         self.flamegraph.height = min(900, max(140, 60 + (depth + 1) * 24))
         self.spans_source.selected.indices = []
         self.spans_source.data = cols
         self.links_source.data = links
-        self._select_row(self.recent, "trace_id", full)
+        self.recent.param.trigger("value")  # its row shows as the open one (_open_css)
         summary = self._summary_text(spans)
         self.trace_title.object = summary
         self.detail.object = f"<p>{html.escape(summary)}</p><p>Select a span.</p>"
@@ -186,7 +197,7 @@ class Traces(pn.viewable.Viewer):
         return _Snapshot(
             exists=True,
             count=self.store.count(),
-            summaries=tuple(self.store.traces(limit=RECENT_TRACES)),
+            summaries=tuple(self.store.traces(limit=RECENT_TRACES, settled=SETTLE_S)),
             heatmap=spans,
             now=now,
         )
@@ -196,7 +207,9 @@ class Traces(pn.viewable.Viewer):
         heatmap = loop.time() - self._heatmap_at >= HEATMAP_EVERY_S
         if heatmap:
             self._heatmap_at = loop.time()
-        self._apply(await asyncio.to_thread(self._read, heatmap))
+        snapshot = await asyncio.to_thread(self._read, heatmap)
+        with self.updating_page():  # in a notebook: once the page shows it, in order
+            self._apply(snapshot)
 
     def _apply(self, snap: _Snapshot) -> None:
         if not snap.exists:
@@ -207,7 +220,8 @@ class Traces(pn.viewable.Viewer):
             return
         self.header.object = (
             f"**{snap.count:,} spans** in `{self.store.path}` · "
-            f"read {datetime.fromtimestamp(snap.now):%H:%M:%S}"
+            f"read {datetime.fromtimestamp(snap.now):%H:%M:%S} · a trace is listed once "
+            f"no span of it ended for {SETTLE_S:g} s"
         )
         for summary in snap.summaries:
             self._agents.update(summary.agents)
@@ -218,10 +232,9 @@ class Traces(pn.viewable.Viewer):
         if listed != self._listed:
             self._listed = listed
             self.recent.value = _trace_frame(snap.summaries)
-            self._select_row(self.recent, "trace_id", self.trace_id)
             shown = next((s for s in snap.summaries if s.trace_id == self.trace_id), None)
             if self.trace_id is None and snap.summaries:
-                # the fullest recent workflow: the newest ones may still be arriving
+                # the fullest recent workflow: a telling one to begin with
                 fullest = max(snap.summaries, key=lambda s: (s.spans, s.start_ns))
                 self._open(fullest.trace_id)
             elif shown is not None and shown.spans != len(self._spans):  # still growing
@@ -260,9 +273,8 @@ class Traces(pn.viewable.Viewer):
     # Panel runs widget callbacks without the Bokeh document's lock: the figures are
     # changed on the next tick, under the lock (at once when there is no server).
 
-    def _on_trace_row(self, event: Any) -> None:
-        trace_id = _selected(self.recent, "trace_id")
-        if trace_id and trace_id != self.trace_id:
+    def _on_trace_click(self, trace_id: str) -> None:
+        if trace_id != self.trace_id:
             pn.state.execute(partial(self._open, trace_id), schedule=True)
 
     def _on_result_row(self, event: Any) -> None:
@@ -270,6 +282,11 @@ class Traces(pn.viewable.Viewer):
         if trace_id:
             span_id = _selected(self.results, "span_id")
             pn.state.execute(partial(self._open, trace_id, span_id), schedule=True)
+
+    def _on_flame_width(self, attr: str, old: Any, new: Any) -> None:
+        """The page drew the flamegraph at a new width: labels as long as its bars allow."""
+        if self._spans and new:
+            self.spans_source.data["label"] = flame_labels(self._spans, new)
 
     def _on_span_tap(self, attr: str, old: list[int], new: list[int]) -> None:
         if new and new[0] < len(self._spans):
@@ -309,24 +326,24 @@ class Traces(pn.viewable.Viewer):
             f"{duration:,.2f} ms · {errors} errors"
         )
 
-    @staticmethod
-    def _select_row(table: pn.widgets.Tabulator, column: str, value: str | None) -> None:
-        values = list(table.value[column]) if column in table.value else []
-        selection = [values.index(value)] if value in values else []
-        if table.selection != selection:
-            table.selection = selection
-
     # -- layout ---------------------------------------------------------------------
 
     def _build(self) -> None:
         self.header = pn.pane.Markdown(margin=(0, 10))
-        self.recent = _tabulator(_trace_frame([]), height=250, hidden=["trace_id"])
-        self.recent.param.watch(self._on_trace_row, "selection")
+        # no selection: Tabulator scrolls a selected row to the middle each time the list
+        # changes; the open trace's row is marked by its style instead
+        # the list changes every refresh: a click names its trace, not its row's position
+        self.recent_clicks = RowClicks("trace_id", self._on_trace_click)
+        self.recent = _tabulator(
+            _trace_frame([]), height=250, hidden=["trace_id"], clicks=self.recent_clicks
+        )
+        self.recent.style.apply(lambda row: _open_css(row, self.trace_id), axis=1)
         self.trace_title = pn.pane.Str("", styles={"font-size": "13px"}, margin=(4, 10))
         self.spans_source = ColumnDataSource(data=trace_layout([])[0])
         self.spans_source.selected.on_change("indices", self._on_span_tap)
         self.links_source = ColumnDataSource(data={"x0": [], "y0": [], "x1": [], "y1": []})
         self.timeline, self.flamegraph = self._trace_figures()
+        self.flamegraph.on_change("inner_width", self._on_flame_width)
         self.heatmap_source = ColumnDataSource(
             data={k: [] for k in ("name", "t", "count", "p95", "mean", "x", "when", "p95_color")}
         )
@@ -347,7 +364,7 @@ class Traces(pn.viewable.Viewer):
             **stretch,
         )
         self._layout = pn.Row(
-            pn.Column(self.header, self.recent, self.tabs, **stretch),
+            pn.Column(self.header, self.recent, self.recent_clicks.panel, self.tabs, **stretch),
             pn.Column(
                 pn.pane.Markdown("**Span**", margin=(0, 10)),
                 self.detail,
@@ -489,16 +506,33 @@ class Traces(pn.viewable.Viewer):
             self._callback = None
 
 
+def _plot_width(fig: Any) -> float:
+    """The width of a figure's plot area in px, as the page reports it once drawn."""
+    try:
+        return float(fig.inner_width or LABEL_PX)
+    except UnsetValueError:  # not drawn yet
+        return LABEL_PX
+
+
 def _pane(fig: Any) -> pn.pane.Bokeh:
     return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
 
-def _tabulator(frame: pd.DataFrame, *, height: int, hidden: list[str]) -> pn.widgets.Tabulator:
+def _tabulator(
+    frame: pd.DataFrame, *, height: int, hidden: list[str], clicks: RowClicks | None = None
+) -> pn.widgets.Tabulator:
+    """A table; with ``clicks``, rows are clicked by key and never selected."""
+    configuration = {"columnDefaults": {"tooltip": True}}  # a cut cell shows all on hover
     return pn.widgets.Tabulator(
-        frame, selectable=1, disabled=True, show_index=False, height=height,
-        hidden_columns=hidden, sizing_mode="stretch_width", layout="fit_data_stretch",
-        pagination=None,
+        frame, selectable=1 if clicks is None else False, disabled=True, show_index=False,
+        height=height, hidden_columns=hidden, sizing_mode="stretch_width",
+        layout="fit_data_stretch", pagination=None,
+        configuration=clicks.configuration(configuration) if clicks else configuration,
     )  # fmt: skip
+
+
+def _open_css(row: pd.Series, trace_id: str | None) -> list[str]:
+    return [OPEN_ROW_CSS if row["trace_id"] == trace_id else ""] * len(row)
 
 
 def _selected(table: pn.widgets.Tabulator, column: str) -> str | None:
@@ -514,9 +548,9 @@ def _trace_frame(summaries: Sequence[TraceSummary]) -> pd.DataFrame:
             "started": [f"{datetime.fromtimestamp(s.start_ns / 1e9):%H:%M:%S}" for s in summaries],
             "root": [s.root for s in summaries],
             "spans": pd.Series([s.spans for s in summaries], dtype="int64"),
-            "agents": [", ".join(s.agents) for s in summaries],
-            "duration ms": pd.Series([s.duration_ms for s in summaries], dtype="float64"),
             "errors": pd.Series([s.errors for s in summaries], dtype="int64"),
+            "duration ms": pd.Series([s.duration_ms for s in summaries], dtype="float64"),
+            "agents": [", ".join(s.agents) for s in summaries],  # last: the longest text
             "trace_id": [s.trace_id for s in summaries],
         }
     )

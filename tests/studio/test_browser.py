@@ -12,7 +12,6 @@ Screenshots of each page go to the test's temporary folder; with
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,12 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from demo.market_analyst.app import agents
+from demo.market_analyst.app import View, ViewAgent, agents
 from demo.market_analyst.bench import bench_config
 from loom_kernel import open_runtime
 from loom_kernel.config import parse_config
 from loom_studio.app import serve
 from loom_studio.feed import StudioFeed
+from tests.conftest import wait_until
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -51,6 +51,7 @@ WAIT_MS = 20_000  # the bound of every wait in the page
 VIEWPORT = {"width": 1400, "height": 1000}
 PATTERN_INPUT = "topic pattern, e.g. market.price.*"
 EVENT_CELL = '.tabulator-cell[tabulator-field="topic"]'  # a cell of the event stream only
+DELIVERY_CELL = '.tabulator-cell[tabulator-field="loss %"]'  # a cell of the QoS table only
 
 # Installed in every page before its own scripts: reads the models of the page's document.
 HELPERS = r"""
@@ -90,6 +91,7 @@ window.loomTest = {
     return [box.left + view.frame.x_scale.compute(x), box.top + view.frame.y_scale.compute(y)];
   },
   // [scrollTop, clientHeight, scrollHeight] of the table holding cells matching `selector`
+  // [scrollTop, clientHeight, scrollHeight, clientWidth, scrollWidth] of that table
   scroll(selector) {
     const walk = (root) => {
       for (const el of root.querySelectorAll("*")) {
@@ -102,7 +104,75 @@ window.loomTest = {
       return null;
     };
     const holder = walk(document);
-    return holder && [holder.scrollTop, holder.clientHeight, holder.scrollHeight];
+    return holder && [holder.scrollTop, holder.clientHeight, holder.scrollHeight,
+                      holder.clientWidth, holder.scrollWidth];
+  },
+  // the view of the figure drawing a source with all these columns
+  plot(columns) {
+    const draws = (r) => r.data_source && columns.every((c) => c in r.data_source.data);
+    const fig = this.models().find((m) => m.type === "Figure" && m.renderers.some(draws));
+    return fig && Bokeh.index.find_one(fig);
+  },
+  // [left, top, right, bottom] in px of the text a text glyph draws at (x, y)
+  textBox(view, x, y, text, align, baseline, yOffset) {
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = "9pt helvetica";
+    const w = ctx.measureText(text).width, h = 12;
+    const px = view.frame.x_scale.compute(x), py = view.frame.y_scale.compute(y) + yOffset;
+    const left = align === "center" ? px - w / 2 : px;
+    const top = baseline === "bottom" ? py - h : py;
+    return [left, top, left + w, top + h];
+  },
+  // the rate labels and node names of the topology, as boxes in px
+  topologyBoxes() {
+    const view = this.plot(["lx", "ly", "label"]);
+    const e = this.source(["lx", "ly", "label", "x0", "y0", "x1", "y1", "head"]);
+    const n = this.source(["x", "y", "name", "kind"]);
+    if (!view || !e || !n) return null;
+    const labels = e.label.map((t, i) => t && this.textBox(view, e.lx[i], e.ly[i], t,
+                                                            "center", "bottom", -3));
+    const names = n.name.map((t, i) => this.textBox(view, n.x[i], n.y[i], t, "center",
+                                                    "top", 14));
+    const markers = n.x.map((x, i) => {
+      const px = view.frame.x_scale.compute(x), py = view.frame.y_scale.compute(n.y[i]);
+      return [px - 10, py - 10, px + 10, py + 10];
+    });
+    const heads = e.x1.map((x, i) => {  // an arrowhead: the vee back from the arrow's end
+      const tx = view.frame.x_scale.compute(x), ty = view.frame.y_scale.compute(e.y1[i]);
+      const sx = view.frame.x_scale.compute(e.x0[i]), sy = view.frame.y_scale.compute(e.y0[i]);
+      const n = Math.hypot(tx - sx, ty - sy) || 1, h = e.head[i] / 2;
+      const cx = tx - (tx - sx) / n * h, cy = ty - (ty - sy) / n * h;
+      return [cx - h, cy - h, cx + h, cy + h];
+    });
+    return {labels: labels.filter(Boolean), texts: e.label.filter(Boolean), names, markers,
+            heads};
+  },
+  // the page boxes of the table holding these columns and of the card around it
+  inCard(columns) {
+    const table = this.models().find((m) => m.type.endsWith("DataTabulator") && m.source
+                                            && columns.every((c) => c in m.source.data));
+    const card = table && this.models().find((m) => m.type.endsWith(".Card")
+                                                    && m.children.includes(table));
+    const box = (m) => {
+      const r = Bokeh.index.find_one(m).el.getBoundingClientRect();
+      return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
+    };
+    return card ? [box(table), box(card)] : null;
+  },
+  // the centre of the table row whose `field` cell reads `text` (null: the first row)
+  rowCenter(field, text) {
+    const cells = [];
+    const walk = (root) => {
+      for (const el of root.querySelectorAll("*")) {
+        if (el.getAttribute("tabulator-field") === field
+            && el.classList.contains("tabulator-cell")) cells.push(el);
+        if (el.shadowRoot) walk(el.shadowRoot);
+      }
+    };
+    walk(document);
+    const cell = text === null ? cells[0] : cells.find((c) => c.textContent.trim() === text);
+    const box = cell && cell.closest(".tabulator-row").getBoundingClientRect();
+    return box && box.height > 0 && [box.left + box.width / 2, box.top + box.height / 2];
   },
   rendered() {
     return [...Bokeh.index.roots].some((v) => v.el && v.el.getBoundingClientRect().height > 0);
@@ -113,12 +183,13 @@ window.loomTest = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def studio_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """The six agents at 50 ticks/s and the studio, on this event loop."""
+    """The six agents at 50 ticks/s, the demo's terminal view (an observer agent) and the
+    studio, on this event loop."""
     folder = tmp_path_factory.mktemp("studio")
     settings = bench_config(folder, 50, ["AAPL", "BTC-USDT"])
     config = parse_config(settings, path=folder / "loom.toml")
     async with open_runtime(config) as rt:
-        await rt.start(*agents())
+        await rt.start(*agents(), ViewAgent(View()))
         feed = await StudioFeed().open(rt.config)
         server = serve(rt.config, port=0, feed=feed)
         try:
@@ -211,6 +282,9 @@ async def test_agents_table_lists_the_six_agents_running(studio: Studio) -> None
     cells = studio.page.locator('.tabulator-cell[tabulator-field="status"]', has_text="running")
     await playwright_api.expect(cells).to_have_count(6)
     assert await studio.wait("() => loomTest.number('agents running') === 6")
+    # the demo's terminal view is an observer: named below the table, not counted
+    observers = studio.page.get_by_text("Observers (they watch")
+    await playwright_api.expect(observers).to_contain_text("terminal-view", timeout=WAIT_MS)
 
 
 async def test_event_stream_gets_new_rows(studio: Studio) -> None:
@@ -230,23 +304,49 @@ async def test_event_stream_gets_new_rows(studio: Studio) -> None:
     await playwright_api.expect(shown.first).to_have_text(re.compile(r"^[a-z]+\.[a-z]+\."))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the event stream's table jumps between its oldest and its newest rows: once its "
-    "500 rows roll over, every other refresh leaves it scrolled to the top (bug in "
-    "loom_studio/dashboard.py _Events, Tabulator.stream with rollover)",
-)
 async def test_event_stream_stays_on_the_newest_rows(studio: Studio) -> None:
+    # the newest event is the first row, in view; the table never scrolls away from it
     await studio.wait(
         "() => { const d = loomTest.source(['seq', 'topic']); return d && d.seq.length >= 500; }"
     )
-    await studio.page.wait_for_timeout(500)
-    positions = []
-    for _ in range(20):  # two seconds: about 20 refreshes
-        positions.append(await studio.wait(f"() => loomTest.scroll({json.dumps(EVENT_CELL)})"))
+    samples = []
+    for _ in range(20):  # two seconds: about 20 refreshes, with the 500 rows rolling over
+        samples.append(
+            await studio.wait(
+                """(cell) => {
+                     const d = loomTest.source(["seq", "topic"]), at = loomTest.scroll(cell);
+                     return d && at && [at[0], d.seq[0], Math.max(...d.seq)];
+                   }""",
+                EVENT_CELL,
+            )
+        )
         await studio.page.wait_for_timeout(100)
-    at_bottom = [top + height >= total - 2 for top, height, total in positions]
-    assert all(at_bottom), positions
+    assert all(top == 0 and first == newest for top, first, newest in samples), samples
+    assert len({first for _, first, _ in samples}) > 5  # and new rows kept coming
+
+
+async def test_a_click_on_the_moving_event_stream_shows_the_clicked_events_payload(
+    studio: Studio,
+) -> None:
+    # new rows arrive on top about ten times a second, and the table is redrawn each time:
+    # a click as a person makes it (the button held 100 ms) must show the event pressed
+    await studio.page.set_viewport_size({"width": VIEWPORT["width"], "height": 1600})
+    await studio.wait(
+        "() => { const d = loomTest.source(['seq', 'topic']); return d && d.seq.length >= 50; }"
+    )
+    await studio.page.evaluate(RECORD_CLICKED_ROW)
+    x, y = await studio.wait("() => loomTest.rowCenter('topic', null)")
+    await studio.page.mouse.click(x, y + 90, delay=100)  # on the fourth row, or so
+    [clicked] = await studio.wait("() => window.loomClicked.length && window.loomClicked")
+    payload = await studio.wait(
+        """(time) => {
+             const json = loomTest.models().find((m) => m.type.endsWith("JSON"));
+             return json && json.text.includes(time) && JSON.parse(json.text);
+           }""",
+        clicked["time"],
+        timeout=5000,
+    )
+    assert (payload["time"], payload["topic"]) == (clicked["time"], clicked["topic"])
 
 
 async def test_qos_shows_a_positive_moving_event_rate(studio: Studio) -> None:
@@ -263,14 +363,32 @@ async def test_qos_shows_a_positive_moving_event_rate(studio: Studio) -> None:
     assert history["t"] == sorted(history["t"])
 
 
+async def test_qos_table_shows_every_row_and_column(studio: Studio) -> None:
+    await studio.wait(
+        "() => { const d = loomTest.source(['agent', 'delivered', 'loss %']);"
+        " return d && d.agent.length === 6; }"
+    )
+    # nothing to scroll to: every row and column is in view
+    _, height, total, width, total_width = await studio.wait(
+        "(cell) => loomTest.scroll(cell)", DELIVERY_CELL
+    )
+    assert total <= height + 1, (total, height)  # no row below the fold
+    assert total_width <= width + 1, (total_width, width)  # no column cut off
+    # and the card holding it does not cut it either
+    table, card = await studio.wait("() => loomTest.inCard(['agent', 'delivered', 'loss %'])")
+    assert card["top"] <= table["top"] and table["bottom"] <= card["bottom"] + 1, (table, card)
+    assert card["left"] <= table["left"] and table["right"] <= card["right"] + 1, (table, card)
+
+
 async def test_topology_shows_agents_topics_and_live_rates(studio: Studio, tmp_path: Path) -> None:
     expected = {
         **dict.fromkeys(SIX, "agent"),
         **dict.fromkeys(
-            ["market.price.*", "analysis.trend.*", "analysis.risk.*", "analysis.sentiment.*"],
+            ["market.price.*", "analysis.trend.*", "analysis.risk.*", "analysis.sentiment.*",
+             "plan.*"],
             "topic",
         ),
-    }
+    }  # fmt: skip
     nodes = await studio.wait(
         """(want) => {
              const d = loomTest.source(["x", "y", "name", "kind", "marker"]);
@@ -281,6 +399,8 @@ async def test_topology_shows_agents_topics_and_live_rates(studio: Studio, tmp_p
         expected,
     )
     assert nodes.items() >= expected.items()
+    assert not [n for n in nodes if n.startswith("plan.") and n != "plan.*"]  # one family
+    assert "terminal-view" not in nodes  # an observer: no orphan node
     edges = await studio.wait(
         """() => {
              const d = loomTest.source(["source", "target", "rate", "label"]);
@@ -291,6 +411,18 @@ async def test_topology_shows_agents_topics_and_live_rates(studio: Studio, tmp_p
     )
     data_to_prices = edges["source"].index("data")
     assert edges["label"][data_to_prices].endswith("/s")
+    # the rate labels, as drawn, overlap no other label, node, node name or arrowhead
+    boxes = await studio.wait(
+        "() => { const b = loomTest.topologyBoxes(); return b && b.labels.length >= 5 && b; }"
+    )
+    overlaps = [
+        (boxes["texts"][i], kind, j)
+        for i, label in enumerate(boxes["labels"])
+        for kind in ("labels", "names", "markers", "heads")
+        for j, other in enumerate(boxes[kind])
+        if (kind != "labels" or j > i) and overlap(label, other)
+    ]
+    assert overlaps == [], boxes
     # the QoS plots have a few seconds of history: the picture the docs show
     await studio.wait(
         "() => { const d = loomTest.source(['t', 'events', 'p99_ms']);"
@@ -335,6 +467,11 @@ async def test_event_filter_keeps_matching_rows_and_explains_a_bad_pattern(
     )
 
 
+def overlap(a: list[float], b: list[float]) -> bool:
+    """Whether two boxes [left, top, right, bottom] overlap (touching is not)."""
+    return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+
 # -- the traces -------------------------------------------------------------------------
 
 
@@ -343,42 +480,118 @@ async def open_traces(studio: Studio) -> dict[str, list[Any]]:
     return await studio.source("trace", "root", "agents", "trace_id")
 
 
-async def click_a_trace_across_three_agents(studio: Studio) -> str | None:
-    """Click one of the first rows of the list whose trace crosses three agents; its id
-    once the trace shows.
+# Installed before a click: records the cells of the table row the pointer presses,
+# whichever it is at that instant (the rows may move between finding a row and clicking).
+RECORD_CLICKED_ROW = r"""() => {
+  window.loomClicked = [];
+  document.addEventListener("mousedown", (event) => {
+    const path = event.composedPath();  // into Bokeh's shadow roots
+    const row = path.find((el) => el.classList && el.classList.contains("tabulator-row"));
+    const cells = row ? [...row.querySelectorAll(".tabulator-cell")] : [];
+    if (cells.length) {
+      window.loomClicked.push(Object.fromEntries(
+        cells.map((c) => [c.getAttribute("tabulator-field"), c.textContent.trim()])));
+    }
+  }, true);
+}"""
 
-    The list is read again every 2 s (the newest 50 traces: a second's worth here) and
-    a row is selected by its index, so a click as the list changes opens another trace:
-    click just after the list changed, and try again if it does not show.
+
+async def click_a_trace_across_three_agents(studio: Studio) -> str:
+    """Click once on a row of the list (one of the first, on screen) whose trace crosses
+    three agents or more; the trace that opened, which must be the trace of the row the
+    pointer hit.
+
+    The list is read again every 2 s and then holds the 50 newest settled traces, here
+    half a second of traffic: the rows move under the pointer at every read (the click
+    comes just after one, while the table is not being redrawn). Whichever row the click
+    hits, its trace opens (the page names it by its id, not its position).
     """
-    listed = await studio.source("trace", "agents", "spans", "trace_id")
-    for _attempt in range(4):
-        listed = await studio.wait(
-            """(first) => {
-                 const d = loomTest.source(["trace", "agents", "spans", "trace_id"]);
-                 return d && d.trace_id.length && d.trace_id[0] !== first ? d : null;
-               }""",
-            listed["trace_id"][0],
+    before = await studio.source("trace", "trace_id")
+    listed = await studio.wait(
+        """(first) => {
+             const d = loomTest.source(["trace", "agents", "spans", "trace_id"]);
+             const wide = (i) => d.agents[i].split(", ").length >= 3;
+             return d && d.trace_id[0] !== first && d.trace_id.slice(0, 6).some((_, i) => wide(i))
+               ? d : null;
+           }""",
+        before["trace_id"][0],
+    )
+    rows = zip(listed["trace"], listed["agents"], strict=True)
+    trace = next(t for t, names in list(rows)[:6] if len(names.split(", ")) >= 3)
+    await studio.page.evaluate(RECORD_CLICKED_ROW)
+    x, y = await studio.wait(  # drawn; or the rows moved on already: whichever is first now
+        "(t) => loomTest.rowCenter('trace', t) || loomTest.rowCenter('trace', null)", trace
+    )
+    await studio.page.mouse.click(x, y, delay=100)  # pressed as a person does
+    [clicked] = await studio.wait("() => window.loomClicked.length && window.loomClicked")
+    title = studio.page.get_by_text(f"trace {clicked['trace']}").first  # the row pressed
+    await playwright_api.expect(title).to_be_visible(timeout=WAIT_MS)
+    opened = await title.text_content()
+    return opened.split()[1]
+
+
+@dataclass
+class Gate:
+    """A page's websocket through the test: the server's messages can be held back, so
+    that the page keeps showing what the server has already changed."""
+
+    holding: bool = False
+    held: list[str | bytes] = field(default_factory=list)
+    page: Any = None
+
+    def route(self, socket: Any) -> None:
+        self.page = socket
+        socket.connect_to_server().on_message(self._from_server)  # the page's go on as sent
+
+    def _from_server(self, message: str | bytes) -> None:
+        if self.holding:
+            self.held.append(message)
+        else:
+            self.page.send(message)
+
+    def release(self) -> None:
+        self.holding = False
+        for message in self.held:
+            self.page.send(message)
+        self.held.clear()
+
+    def holds(self, pattern: str) -> bool:
+        return any(isinstance(m, str) and re.search(pattern, m) for m in self.held)
+
+
+async def test_a_click_opens_the_trace_the_page_shows_though_the_server_listed_newer_ones(
+    browser: Any, studio_url: str
+) -> None:
+    gate = Gate()
+    context = await browser.new_context(viewport=VIEWPORT)
+    await context.add_init_script(HELPERS)
+    page = await context.new_page()
+    await page.route_web_socket(re.compile(r"/ws"), gate.route)
+    try:
+        studio = Studio(page)
+        await page.goto(studio_url)
+        await studio.wait("() => window.Bokeh && loomTest.rendered()")
+        await open_traces(studio)
+        # the server reads a newer list; the page does not get it, and shows the old one
+        gate.holding = True
+        await wait_until(lambda: gate.holds(r'"trace_id"'), timeout=WAIT_MS / 1000)
+        shown = await studio.source("trace", "trace_id")
+        title = page.locator("pre", has_text=re.compile(r"^trace [0-9a-f]{32} "))
+        opened = (await title.text_content()).split()[1]  # the trace open now
+        row = next(i for i, trace_id in enumerate(shown["trace_id"]) if trace_id != opened)
+        await page.evaluate(RECORD_CLICKED_ROW)
+        x, y = await studio.wait("(t) => loomTest.rowCenter('trace', t)", shown["trace"][row])
+        await page.mouse.click(x, y, delay=100)  # on a row of the list the page shows
+        [clicked] = await studio.wait("() => window.loomClicked.length && window.loomClicked")
+        assert clicked["trace"] == shown["trace"][row]
+        # the server opened a trace (its title is held too); then the page gets it all
+        await wait_until(lambda: gate.holds(r"trace [0-9a-f]{32} "), timeout=WAIT_MS / 1000)
+        gate.release()
+        await playwright_api.expect(title).to_have_text(
+            re.compile(f"^trace {shown['trace_id'][row]} "), timeout=WAIT_MS
         )
-        rows = zip(
-            listed["trace"], listed["trace_id"], listed["agents"], listed["spans"], strict=True
-        )
-        wide = [
-            (spans, trace, trace_id)
-            for trace, trace_id, names, spans in list(rows)[:6]  # on screen, no scrolling
-            if len([n for n in names.split(", ") if not n.startswith("studio-")]) >= 3
-        ]
-        if not wide:
-            continue
-        _, trace, trace_id = max(wide)  # the most complete of the newest
-        try:
-            await studio.page.locator(".tabulator-row", has_text=trace).click(timeout=5000)
-            title = studio.page.get_by_text(f"trace {trace_id}").first
-            await playwright_api.expect(title).to_be_visible(timeout=5000)
-        except (playwright_api.TimeoutError, AssertionError):
-            continue
-        return trace_id
-    return None
+    finally:
+        await context.close()
 
 
 async def test_traces_tab_lists_traces_and_draws_one_as_agent_lanes(
@@ -386,14 +599,22 @@ async def test_traces_tab_lists_traces_and_draws_one_as_agent_lanes(
 ) -> None:
     await open_traces(studio)
     trace_id = await click_a_trace_across_three_agents(studio)
-    assert trace_id is not None, "no click on a listed trace opened it (3 tries)"
+    # listed once settled, a trace is drawn whole: as many spans as the list says
+    await studio.wait(
+        """(id) => {
+             const l = loomTest.source(["trace", "spans", "trace_id"]);
+             const d = loomTest.source(["span_id", "lane"]), i = l.trace_id.indexOf(id);
+             return d && (i < 0 || d.span_id.length === l.spans[i]);
+           }""",
+        trace_id,
+    )
     lanes = await studio.wait(
         """() => {
              const factors = loomTest.figure("Timeline").y_range.factors;
              return factors.length >= 3 ? factors : null;
            }"""
     )
-    spans = await studio.source("span_id", "lane", "agent", "start")
+    spans = await studio.source("span_id", "lane", "agent", "start", "name")
     assert len(lanes) >= 3
     assert set(spans["agent"]) == set(lanes)
     assert {"data", "trend"} <= set(lanes)
@@ -404,6 +625,23 @@ async def test_traces_tab_lists_traces_and_draws_one_as_agent_lanes(
     x, y = await studio.wait(
         "([x, y]) => loomTest.point('Flamegraph', x, y)", [middle, spans["depth"][widest]]
     )
+    # hovering it shows its whole name, its agent and its duration (its label may be cut)
+    await studio.page.mouse.move(x, y)
+    tooltip = await studio.wait(
+        """() => {
+             const find = (root) => {
+               for (const el of root.querySelectorAll("*")) {
+                 if (el.classList.contains("bk-tooltip-content") && el.offsetParent !== null
+                     && el.textContent.includes("duration")) return el.textContent;
+                 const inner = el.shadowRoot && find(el.shadowRoot);
+                 if (inner) return inner;
+               }
+               return null;
+             };
+             return find(document);
+           }"""
+    )
+    assert spans["name"][widest] in tooltip and spans["agent"][widest] in tooltip, tooltip
     await studio.page.mouse.click(x, y)
     detail = studio.page.get_by_text(spans["span_id"][widest], exact=True)
     await playwright_api.expect(detail).to_be_visible(timeout=WAIT_MS)

@@ -4,6 +4,7 @@ tables hold them."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,14 @@ from loom_kernel import LoomError
 from loom_kernel.protocol.spans import Span, SpanEvent
 from loom_kernel.tracing import store as span_store
 from loom_kernel.tracing.store import SpanStore
-from loom_studio.trace_data import ERROR_COLOR, heatmap_cells, parse_attribute
-from loom_studio.traces import Traces
+from loom_studio.trace_data import (
+    ERROR_COLOR,
+    flame_labels,
+    heatmap_cells,
+    parse_attribute,
+    trace_layout,
+)
+from loom_studio.traces import OPEN_ROW_CSS, SETTLE_S, Traces
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -106,6 +113,18 @@ def column(source: Any, name: str) -> dict[str, Any]:
     return dict(zip(source.data["name"], source.data[name], strict=True))
 
 
+def marked(view: Traces) -> list[str]:
+    """The traces whose rows the list marks as open (by their style: no row is selected)."""
+    css = view.recent.style.to_html().split("</style>")[0]
+    rows = {
+        int(row)
+        for rule in css.split("}")
+        if OPEN_ROW_CSS.split(": ")[1] in rule
+        for row in re.findall(r"_row(\d+)_col", rule)
+    }
+    return [view.recent.value["trace_id"].iloc[row] for row in sorted(rows)]
+
+
 def search(view: Traces, **values: Any) -> list[str]:
     """Set the filters (each change runs the search) and return the names found."""
     for key, value in values.items():
@@ -129,20 +148,41 @@ def test_recent_traces_are_listed_newest_first_with_their_summary(view: Traces) 
     assert "10 spans" in view.header.object
 
 
-def test_the_newest_trace_is_open_at_first(view: Traces) -> None:
+def test_the_fullest_recent_trace_is_open_at_first(view: Traces) -> None:
     assert view.trace_id == TRIP
-    assert view.recent.selection == [0]
+    assert marked(view) == [TRIP]
+    assert view.recent.selection == []  # a selected row would scroll the list to it
     assert "7 spans" in view.trace_title.object and "2 errors" in view.trace_title.object
 
 
-def test_selecting_a_row_opens_its_trace(view: Traces) -> None:
-    view.recent.selection = [2]
+def test_a_click_on_a_row_opens_its_trace_and_selects_its_row(view: Traces) -> None:
+    view.recent_clicks.click(SLOW)  # the browser sends the clicked row's trace id
     assert view.trace_id == SLOW
     assert view.timeline.y_range.factors == ["worker"]
     assert view.spans_source.data["name"] == ["handle slow.job"]
+    assert marked(view) == [SLOW]
 
 
-def test_refresh_lists_new_traces_and_keeps_the_open_one_selected(
+def test_a_click_opens_the_clicked_trace_though_the_list_moved(
+    view: Traces, store: SpanStore
+) -> None:
+    # the page showed the list before these two arrived (rows 0 and 1 now): the click
+    # names the trace, so the rows' new positions do not matter
+    store.add([span(f"{n}" * 32, 20 + n, None, "publish new", 61_000, 1) for n in (1, 2)])
+    view.refresh()
+    view.recent_clicks.click(SLOW)
+    assert view.trace_id == SLOW
+    assert marked(view) == [SLOW]
+    assert list(view.recent.value["trace_id"]).index(SLOW) == 4
+
+
+def test_a_click_on_a_purged_trace_says_so(view: Traces) -> None:
+    view.recent_clicks.click("f" * 32)
+    assert view.trace_id == TRIP
+    assert "no trace" in view.detail.object
+
+
+def test_refresh_lists_new_traces_and_keeps_the_open_one_marked(
     view: Traces, store: SpanStore
 ) -> None:
     new = "9" * 32
@@ -150,7 +190,30 @@ def test_refresh_lists_new_traces_and_keeps_the_open_one_selected(
     view.refresh()
     assert view.recent.value["trace_id"].iloc[0] == new
     assert view.trace_id == TRIP
-    assert view.recent.selection == [1]
+    assert marked(view) == [TRIP]
+
+
+def test_a_trace_is_listed_once_no_span_of_it_ended_for_a_while(
+    store: SpanStore, view: Traces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    fresh = "a" * 32  # its spans are still arriving: the newest ended just now
+    store.add(
+        [
+            span(fresh, 30, None, "publish tick", 0, 1, base=int((now - 0.2) * 1e9)),
+            span(fresh, 31, 30, "handle tick", 0.5, 1, base=int((now - 0.2) * 1e9),
+                 status="error"),
+        ]
+    )  # fmt: skip
+    view.refresh()
+    assert fresh not in list(view.recent.value["trace_id"])
+    assert "listed once no span of it ended for 1.5 s" in view.header.object
+
+    monkeypatch.setattr(span_store.time, "time", lambda: now + SETTLE_S + 0.1)
+    view.refresh()
+    listed = view.recent.value.set_index("trace_id")
+    assert listed.loc[fresh, "spans"] == 2
+    assert listed.loc[fresh, "errors"] == 1  # errors are listed, once complete
 
 
 # -- one trace: lanes and flamegraph ---------------------------------------------------
@@ -215,10 +278,20 @@ def test_the_flamegraph_labels_only_the_spans_wide_enough(view: Traces) -> None:
     assert labels["publish trip.ready"] == ""  # 1 ms of 50
 
 
+def test_flamegraph_labels_fit_the_plots_width() -> None:
+    trip = [s for s in SPANS if s.trace_id == TRIP]
+    wide, narrow = flame_labels(trip, 1600), flame_labels(trip, 300)
+    names = [s.name for s in sorted(trip, key=lambda s: s.start_ns)]
+    assert wide[names.index("handle weather.ask")] == "handle weather.ask"
+    assert narrow[names.index("chat openai/gpt-4o-mini")] == "chat openai/gpt-…"  # 20 of 50 ms
+    assert narrow[names.index("handle weather.ask")] == ""  # 4 ms: hover for it
+    assert trace_layout(trip, 300)[0]["label"] == narrow
+
+
 def test_show_trace_accepts_a_unique_prefix(view: Traces) -> None:
     assert view.show_trace("ef7") is view
     assert view.trace_id == SLOW
-    assert view.recent.selection == [2]
+    assert marked(view) == [SLOW]
 
 
 @pytest.mark.parametrize(("prefix", "message"), [("ab", "ambiguous"), ("0123", "no trace")])

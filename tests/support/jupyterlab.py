@@ -4,8 +4,9 @@
 folder of the test's, on a free port with a token of its own and a private workspace,
 and stops it afterwards. :class:`LabPage` wraps a Playwright page of it: it records every
 request, websocket, failed request, page error and console error from the first one, and
-knows the few JupyterLab moves tests need (open a notebook, run all cells, read the cell
-outputs).
+knows the few JupyterLab moves tests need (open a notebook, wait for its kernel, run all
+cells, read the cell outputs), through ``window.jupyterapp`` where the DOM would only let
+it guess (Lab exposes it with ``expose_app_in_browser``, as for its own galata tests).
 
 Facts this relies on (docs/FACTS of the project): as root, ``--allow-root``; open
 ``/lab?reset`` so a workspace restored from elsewhere does not hide the launcher; Lab
@@ -69,6 +70,11 @@ def running_lab(root: Path, *, env: dict[str, str] | None = None) -> Iterator[La
     port, token = free_port(), secrets.token_hex(16)
     settings = root / ".lab"
     (settings / "workspaces").mkdir(parents=True, exist_ok=True)
+    # no "get notified about Jupyter news?" toast over the pages (and their screenshots): the
+    # user's settings, under JUPYTER_CONFIG_DIR below, say no
+    notification = settings / "config/lab/user-settings/@jupyterlab/apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     log = root / "jupyter-lab.log"
     environment = {**python_env(), **(env or {}), "JUPYTER_CONFIG_DIR": str(settings / "config")}
     environment.pop("LOOM_CONFIG", None)
@@ -79,6 +85,9 @@ def running_lab(root: Path, *, env: dict[str, str] | None = None) -> Iterator[La
         f"--ServerApp.root_dir={root}",
         f"--LabApp.workspaces_dir={settings / 'workspaces'}",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        # `window.jupyterapp`, as Lab's own browser tests (galata) have it: a test waits on
+        # the notebook's kernel and on its commands instead of guessing from the DOM
+        "--LabApp.expose_app_in_browser=True",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -158,25 +167,75 @@ class LabPage:
         await palette.fill(label)
         await palette.press("Enter")
 
-    async def run_all(self, timeout_ms: int = 120_000) -> None:
-        """Run every cell of the open notebook and wait until the kernel is idle and no
-        cell is still queued or running (``[*]``)."""
-        await self.page.get_by_role("menuitem", name="Run", exact=True).click()
-        await self.page.get_by_text("Run All Cells", exact=True).click()
+    async def wait_for_kernel(self, timeout_ms: int = 60_000) -> None:
+        """Wait until the open notebook's kernel is connected and idle. Lab may replace the
+        first kernel of a session while it opens (cells run on the first one are lost)."""
         await self.page.wait_for_function(
             """() => {
-                 const prompts = [...document.querySelectorAll(
-                   '.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map((p) => p.textContent);
-                 return prompts.length && prompts.every((p) => p.trim() && !p.includes('*'));
+                 const widget = window.jupyterapp && jupyterapp.shell.currentWidget;
+                 const context = widget && widget.sessionContext;
+                 const kernel = context && context.session && context.session.kernel;
+                 return !!kernel && context.isReady && !context.isRestarting
+                   && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
                }""",
             timeout=timeout_ms,
         )
 
+    async def run_all(self, timeout_ms: int = 120_000) -> bool:
+        """Run every cell of the open notebook from the Run menu, as a user would, and wait
+        until the run ends: every cell ran, or one failed (Lab stops there). Returns whether
+        every cell ran without an error."""
+        await self.wait_for_kernel()
+        # the command's own promise says when the run ends (a DOM prompt can read "done"
+        # before the run even started)
+        await self.page.evaluate(
+            """() => {
+                 window.loomRunAll = null;
+                 const watch = (_, call) => {
+                   if (call.id !== 'notebook:run-all-cells') return;
+                   jupyterapp.commands.commandExecuted.disconnect(watch);
+                   Promise.resolve(call.result).then(
+                     (ok) => { window.loomRunAll = { ok: ok !== false }; },
+                     (error) => { window.loomRunAll = { ok: false, error: String(error) }; });
+                 };
+                 jupyterapp.commands.commandExecuted.connect(watch);
+               }"""
+        )
+        await self.page.get_by_role("menuitem", name="Run", exact=True).click()
+        await self.page.get_by_text("Run All Cells", exact=True).click()
+        await self.page.wait_for_function("() => window.loomRunAll !== null", timeout=timeout_ms)
+        return bool(await self.page.evaluate("() => window.loomRunAll.ok"))
+
     async def cell_outputs(self) -> list[str]:
-        """The text of every code cell's output area, in order."""
+        """The text of every code cell's outputs, in order: streams, errors with their
+        traceback (ANSI colours removed), the ``text/plain`` of results and displays, or the
+        text of their HTML when they have no plain text (Panel writes the errors of its
+        widgets' callbacks into an HTML output of the cell).
+
+        Read from the notebook's model, not the page: Lab skips rendering cells out of
+        view (``content-visibility``), whose ``innerText`` is then empty."""
         return await self.page.evaluate(
-            """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].map(
-                 (cell) => (cell.querySelector('.jp-OutputArea') || {}).innerText || '')"""
+            """() => {
+                 const html = (markup) => {
+                   const body = new DOMParser().parseFromString(markup, 'text/html').body;
+                   body.querySelectorAll('script, style').forEach((node) => node.remove());
+                   return body.textContent;
+                 };
+                 const text = (output) => {
+                   const json = output.toJSON();
+                   const data = json.data || {};
+                   const value = json.output_type === 'stream' ? json.text
+                     : json.output_type === 'error'
+                       ? [`${json.ename}: ${json.evalue}`, ...(json.traceback || [])].join('\\n')
+                       : data['text/plain'] || html([data['text/html'] || ''].flat().join(''));
+                   return (Array.isArray(value) ? value.join('') : String(value))
+                     .replace(/\\u001b\\[[0-9;]*m/g, '');
+                 };
+                 const cells = jupyterapp.shell.currentWidget.content.model.cells;
+                 return [...cells].filter((cell) => cell.type === 'code').map((cell) =>
+                   [...Array(cell.outputs.length).keys()]
+                     .map((i) => text(cell.outputs.get(i))).join(''));
+               }"""
         )
 
     async def screenshot(self, path: Path) -> None:

@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install browser mcp-inspector labextension demo test test-fast lint bench clean
+.PHONY: install browser mcp-inspector labextension phoenix demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -51,9 +51,17 @@ $(LABEXT_STAMP): $(LABEXT_SRCS) | $(STAMP)
 	@touch $@
 labextension: $(LABEXT_STAMP)
 
-test: install browser mcp-inspector labextension
+# Arize Phoenix for tests/kernel/tracing/test_phoenix.py: heavy, so in a venv of its own (~3 min once)
+PHOENIX := .venv-phoenix/bin/phoenix
+$(PHOENIX):
+	@echo "installing Arize Phoenix in .venv-phoenix (once, ~3 min)"
+	@test -x .venv-phoenix/bin/python || python3 -m venv .venv-phoenix
+	.venv-phoenix/bin/python -m pip install --quiet "arize-phoenix==20.26.*"
+phoenix: $(PHOENIX)
+
+test: install browser mcp-inspector labextension phoenix
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
+	LOOM_REQUIRE_PHOENIX=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term tests
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb
 
 test-fast: install
@@ -67,4 +75,4 @@ bench: install
 	$(VENV)/bin/loom bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage* .loom $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo
+	rm -rf $(VENV) .venv-phoenix .pytest_cache .coverage* .loom $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo

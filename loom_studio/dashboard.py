@@ -129,8 +129,14 @@ class _Header:
         self.drops = pn.indicators.Number(
             label="studio drops", value=0, colors=[(0, "#333333"), (math.inf, "#ef6c00")], **style
         )
-        self.panel = pn.Row(
-            self.connection, self.rate, self.running, self.errors, self.drops,
+        # spans lost on the way to an OTLP backend (Phoenix, Jaeger): said, never silent
+        self.tracing = pn.pane.Alert("", alert_type="warning", visible=False, margin=(0, 10))
+        self.panel = pn.Column(
+            pn.Row(
+                self.connection, self.rate, self.running, self.errors, self.drops,
+                sizing_mode="stretch_width",
+            ),
+            self.tracing,
             sizing_mode="stretch_width",
         )  # fmt: skip
 
@@ -145,6 +151,10 @@ class _Header:
         self.running.value = int((agents["status"] == "running").sum())
         self.errors.value = int(agents["errors"].sum())
         self.drops.value = feed.statistics()["dropped"]
+        notes = "\n\n".join(html.escape(note) for note in feed.tracing_notes())
+        if notes != self.tracing.object:
+            self.tracing.object = notes
+            self.tracing.visible = bool(notes)
 
 
 class _Agents:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loom_kernel import Agent, LoomConfig, load_config, on_event, open_runtime
+from loom_kernel.tracing import export_loss
 
 if TYPE_CHECKING:
     from loom_kernel import Envelope, Runtime
@@ -103,6 +104,7 @@ class StudioFeed:
         self.edges: dict[tuple[str, str], Counter[int]] = {}  # (from, to) -> count per second
         self.nodes: dict[str, str] = {}  # node -> kind: agent | topic | mcp
         self.broker: dict[str, Any] = {}
+        self.tracing: dict[str, dict[str, Any]] = {}  # process -> its tracing statistics
         self._second = int(time.time())
         self._current = _Second()
         self.ingested = 0
@@ -145,11 +147,18 @@ class StudioFeed:
             )
         elif event.topic == "loom.broker.stats" and data:
             self.broker = data
+        elif parts[1] == "client" and parts[-1] == "stats" and data:
+            self.tracing[str(data.get("client_id") or event.source)] = data.get("tracing") or {}
         elif event.topic == "loom.tools.changed" and data:
             self.tools[str(data.get("process"))] = list(data.get("tools") or [])
         elif parts[1] == "trace" and isinstance(event.data, list):
             for span in event.data:
                 self._span(span)
+
+    def tracing_notes(self) -> list[str]:
+        """Spans lost on the way to an OTLP backend, one sentence per process that lost some."""
+        notes = (export_loss(process, stats) for process, stats in sorted(self.tracing.items()))
+        return [note for note in notes if note]
 
     def _heartbeat(self, agent_id: str, data: dict[str, Any]) -> None:
         if agent_id.startswith(OBSERVER):

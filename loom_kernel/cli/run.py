@@ -32,6 +32,7 @@ from ..errors import LoomError, RemoteError, RequestTimeout
 from ..ops.supervisor import CONTROL_TOPIC, LOGS_TOPIC, STATE_TOPIC, Supervisor
 from ..protocol import reserved
 from ..runtime import Runtime, open_runtime
+from ..tracing import export_loss
 from .project import join_running_bus, load_project
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="The project's loom.toml.")]
@@ -290,18 +291,8 @@ class _Board:
 
     def notes(self) -> list[str]:
         """What the agents table does not say: spans lost on the way to an OTLP backend."""
-        notes = []
-        for process, tracing in sorted(self.tracing.items()):
-            otlp = tracing.get("otlp") or {}
-            dropped, failed = otlp.get("dropped", 0), otlp.get("failed", 0)
-            if dropped or failed:
-                notes.append(
-                    f"tracing, {process}: {dropped} span(s) dropped and {failed} "
-                    f"refused on the way to {otlp.get('endpoint')} ({otlp.get('exported', 0)} "
-                    "exported): the backend is slower than the span rate or down; lower "
-                    "[tracing] sample_ratio"
-                )
-        return notes
+        notes = (export_loss(process, tracing) for process, tracing in sorted(self.tracing.items()))
+        return [note for note in notes if note]
 
     def render(self) -> Group:
         return Group(self.table(), *(Text(note, style="yellow") for note in self.notes()))

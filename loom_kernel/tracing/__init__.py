@@ -12,6 +12,7 @@ Imports only the bus and protocol layers below it.
 
 from .collector import SpanCollector
 from .middleware import tracing_middleware
+from .otlp import export_loss
 from .recorder import SpanRecorder
 from .store import SpanStore, TraceSummary
 from .tracer import NO_TRACER, NoopTracer, Tracer, TracingStatistics, traceparent_of
@@ -25,6 +26,7 @@ __all__ = [
     "TraceSummary",
     "Tracer",
     "TracingStatistics",
+    "export_loss",
     "traceparent_of",
     "tracing_middleware",
 ]

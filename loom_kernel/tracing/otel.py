@@ -30,7 +30,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.status import Status, StatusCode
 
 from ..protocol.spans import Span, SpanEvent, current_span
-from .semconv import export_attributes
+from .semconv import export_attributes, export_name
 
 __all__ = [
     "current_traceparent",
@@ -201,7 +201,7 @@ def to_readable(span: Span, resource: Resource) -> ReadableSpan:
     # the conventions other backends read (messaging, GenAI agents, OpenInference kinds)
     attributes = {k: _otel_value(v) for k, v in export_attributes(span).items()}
     return ReadableSpan(
-        name=span.name,
+        name=export_name(span),
         context=context,
         parent=parent,
         resource=resource,

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..protocol.spans import Span
 
-__all__ = ["OTLPExport", "OTLPStatistics"]
+__all__ = ["OTLPExport", "OTLPStatistics", "export_loss"]
 
 log = logging.getLogger("loom.tracing")
 BATCH_SIZE = 512  # spans per export request
@@ -40,6 +40,23 @@ class OTLPStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def export_loss(process: str, tracing: dict[str, Any]) -> str | None:
+    """What a process lost on the way to its OTLP backend, in one sentence (None: nothing).
+
+    ``tracing`` is the ``"tracing"`` part of the process's ``loom.client.<id>.stats``
+    report; ``loom status`` and the studio both say it this way.
+    """
+    otlp = tracing.get("otlp") or {}
+    dropped, failed = otlp.get("dropped", 0), otlp.get("failed", 0)
+    if not (dropped or failed):
+        return None
+    return (
+        f"tracing, {process}: {dropped} span(s) dropped and {failed} refused on the way to "
+        f"{otlp.get('endpoint')} ({otlp.get('exported', 0)} exported): the backend is slower "
+        "than the span rate or down; lower [tracing] sample_ratio"
+    )
 
 
 class OTLPExport:

@@ -14,6 +14,13 @@ backends classify and display by:
   rest), and for LLM spans its model, token counts and, when ``capture_content`` is on,
   input and output (``input.value``, ``output.value``), which Phoenix shows;
 - a fan-in's links as ``loom.links`` (backends that do not draw links still show them).
+
+Names change on the way out too (:func:`export_name`), so that the spans of sibling
+agents differ in a backend's list: Loom's ``handle market.price.AAPL`` of agent ``trend``
+is exported as ``trend: process market.price.AAPL`` (the messaging convention's
+``{operation} {destination}``, after the agent), a tool served by agent ``calc`` as
+``calc: execute_tool add``, and a tool call as ``execute_tool add`` (the GenAI
+convention). The store keeps the short names, with the agent in its own column.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 from ..protocol import reserved
 from ..protocol.spans import Span
 
-__all__ = ["export_attributes", "span_kind"]
+__all__ = ["export_attributes", "export_name", "span_kind"]
 
 _JSON = "application/json"
 
@@ -42,6 +49,23 @@ def span_kind(span: Span) -> str:
     if "loom.handler" in attributes:
         return "AGENT"
     return "CHAIN"
+
+
+def export_name(span: Span) -> str:
+    """The span's name for other backends: the agent and operation in it (see above)."""
+    attributes = span.attributes
+    if "loom.handler" in attributes and span.agent:
+        tool = reserved.tool_name(str(attributes.get("messaging.destination.name", "")))
+        if tool is not None:
+            return f"{span.agent}: execute_tool {tool}"
+        destination = attributes.get("messaging.destination.name")
+        if destination:
+            return f"{span.agent}: process {destination}"
+    if attributes.get("gen_ai.operation.name") == "execute_tool" and span.kind == "client":
+        tool_name = attributes.get("gen_ai.tool.name")
+        if tool_name:
+            return f"execute_tool {tool_name}"
+    return span.name
 
 
 def export_attributes(span: Span) -> dict[str, Any]:

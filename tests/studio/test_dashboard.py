@@ -88,6 +88,22 @@ def test_header_counts_running_agents_and_errors_and_says_connecting(feed: Studi
     assert "connecting" in header.connection.object
 
 
+def test_header_says_when_spans_are_lost_on_the_way_to_an_otlp_backend(feed: StudioFeed) -> None:
+    otlp = {"endpoint": "http://127.0.0.1:6006/v1/traces", "queued": 0, "exported": 900}
+    fine = {"client_id": "rt-1", "tracing": {"otlp": {**otlp, "dropped": 0, "failed": 0}}}
+    feed.ingest(event("loom.client.rt-1.stats", fine, source="rt-1", type="stats"))
+    dashboard = Dashboard(feed)
+    assert not dashboard.header.tracing.visible
+
+    slow = {"client_id": "rt-1", "tracing": {"otlp": {**otlp, "dropped": 120, "failed": 3}}}
+    feed.ingest(event("loom.client.rt-1.stats", slow, source="rt-1", type="stats"))
+    dashboard.refresh()
+    note = dashboard.header.tracing.object
+    assert dashboard.header.tracing.visible
+    assert "rt-1: 120 span(s) dropped and 3 refused" in note
+    assert "http://127.0.0.1:6006/v1/traces" in note and "sample_ratio" in note
+
+
 # -- QoS -----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ daemon thread on ``127.0.0.1``.
     with OTLPReceiver() as receiver:
         (project / "loom.toml").write_text(f'[tracing]\\notlp_endpoint = "{receiver.endpoint}"\\n')
         ...
-        assert any(span["name"] == "handle w.start" for span in receiver.spans)
+        assert any(span["name"] == "a: process w.start" for span in receiver.spans)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from loom_kernel.protocol import Span
-from loom_kernel.tracing.semconv import export_attributes, span_kind
+from loom_kernel.tracing.semconv import export_attributes, export_name, span_kind
 
 T, S = "a" * 32, "b" * 16
 
@@ -64,6 +64,68 @@ def test_a_handler_span_names_its_agent_the_genai_way() -> None:
     assert added["gen_ai.operation.name"] == "invoke_agent"
     assert (added["messaging.system"], added["messaging.operation.type"]) == ("loom", "process")
     assert added["loom.agent"] == "trend"
+
+
+def test_sibling_agents_handling_one_event_get_names_that_differ() -> None:
+    # four agents handle the same tick: a backend's list must tell their spans apart
+    names = [
+        export_name(
+            span(
+                "handle market.price.AAPL",
+                "consumer",
+                agent,
+                **{"loom.handler": "on_tick", "messaging.destination.name": "market.price.AAPL"},
+            )
+        )
+        for agent in ("executor", "trend", "risk", "sentiment")
+    ]
+    assert names == [
+        "executor: process market.price.AAPL",
+        "trend: process market.price.AAPL",
+        "risk: process market.price.AAPL",
+        "sentiment: process market.price.AAPL",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("made", "exported"),
+    [
+        (
+            span(
+                "serve add",
+                "server",
+                "calc",
+                **{"loom.handler": "add", "messaging.destination.name": "loom.tool.add"},
+            ),
+            "calc: execute_tool add",
+        ),
+        (
+            span(
+                "tool time.now",
+                "client",
+                **{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "time.now"},
+            ),
+            "execute_tool time.now",
+        ),
+        (span("publish x.y", "producer", **{"messaging.destination.name": "x.y"}), "publish x.y"),
+        (span("chat openai/gpt", "client", **{"gen_ai.operation.name": "chat"}), "chat openai/gpt"),
+        (span("my step"), "my step"),
+        # a handler span of a process that does not know its agent keeps its name
+        (
+            span(
+                "handle a.b",
+                "consumer",
+                None,
+                **{"loom.handler": "h", "messaging.destination.name": "a.b"},
+            ),
+            "handle a.b",
+        ),
+    ],
+)
+def test_tools_follow_the_genai_names_and_other_spans_keep_theirs(
+    made: Span, exported: str
+) -> None:
+    assert export_name(made) == exported
 
 
 def test_a_publish_span_is_a_messaging_send() -> None:

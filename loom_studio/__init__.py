@@ -4,6 +4,8 @@ or as pages of the standalone studio (``loom studio``).
 >>> import loom_studio                       # doctest: +SKIP
 >>> loom_studio.Dashboard()                  # in a notebook cell: live, beside your agents
 >>> loom_studio.Traces()
+>>> loom_studio.TopicExplorer(runtime=rt)     # every topic, its schema, a test-event form
+>>> loom_studio.Editor(runtime=rt)            # an agent's source: save swaps it in live
 
 The components are imported on first use: ``import loom_studio`` (and the ``loom studio``
 command's registration) does not load Panel. Shown in a notebook, a component loads Panel's
@@ -17,13 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .dashboard import Dashboard
+    from .editor import Editor
+    from .explorer import TopicExplorer
     from .feed import StudioFeed, get_feed
     from .traces import Traces
 
-__all__ = ["Dashboard", "StudioFeed", "Traces", "get_feed"]
+__all__ = ["Dashboard", "Editor", "StudioFeed", "TopicExplorer", "Traces", "get_feed"]
 
 _WHERE = {
     "Dashboard": ".dashboard",
+    "Editor": ".editor",
+    "TopicExplorer": ".explorer",
     "StudioFeed": ".feed",
     "get_feed": ".feed",
     "Traces": ".traces",

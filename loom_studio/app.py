@@ -1,4 +1,5 @@
-"""The standalone studio: the dashboard and the traces as pages of one Panel app.
+"""The standalone studio: the dashboard, the traces, the topic explorer and the live editor
+as pages of one Panel app.
 
     loom studio                              # joins the project's bus, serves on localhost
     panel serve loom_studio/app.py           # the same app under Panel's own server
@@ -29,11 +30,14 @@ from loom_kernel import LoomConfig, SpanStore, load_config
 
 from .access import require_secret
 from .dashboard import Dashboard
+from .editor import Editor
+from .explorer import TopicExplorer
 from .feed import EventRow, StudioFeed, get_feed
 from .live import LiveHandler
+from .topic_index import get_topic_index
 from .traces import Traces
 
-__all__ = ["create_app", "dashboard_view", "serve"]
+__all__ = ["create_app", "dashboard_view", "editor_view", "serve"]
 
 TITLE = "Loom studio"
 
@@ -45,7 +49,7 @@ def create_app(
     agent: str | None = None,
     topic: str | None = None,
 ) -> pn.viewable.Viewable:
-    """One page: the dashboard and the traces, as tabs.
+    """One page: the dashboard, the traces, the topics and the editor, as tabs.
 
     Args:
         agent: show only the events this agent published in the event stream.
@@ -55,6 +59,8 @@ def create_app(
     tabs = pn.Tabs(
         ("Dashboard", dashboard_view(feed, agent=agent, topic=topic)),
         ("Traces", Traces(store=store)),
+        ("Topics", TopicExplorer(get_topic_index(lambda: feed.runtime))),
+        ("Editor", editor_view(feed)),
         dynamic=True,
         sizing_mode="stretch_width",
     )
@@ -76,6 +82,17 @@ def dashboard_view(
     if topic:
         dashboard.events.pattern.value = topic  # validated and applied as if typed
     return dashboard
+
+
+def editor_view(feed: StudioFeed) -> pn.viewable.Viewable:
+    """The live editor, on the studio's runtime (reloads reach the agents over the bus)."""
+    if feed.runtime is None:
+        return pn.pane.Alert(
+            "The editor opens once the studio has joined the bus: reload the page.",
+            alert_type="warning",
+        )
+    index = get_topic_index(lambda: feed.runtime)
+    return Editor(runtime=feed.runtime, index=index)
 
 
 class _AgentEvents:
@@ -102,6 +119,9 @@ def _page(feed: StudioFeed, store: Path) -> Callable[[], pn.viewable.Viewable]:
             values = args.get(name) or [b""]
             return values[0].decode(errors="replace").strip() or None
 
+        # the editor's Ace is made only when its tab opens, after the page's resources are
+        # chosen: named here, its JS is served with the page (from this server, like the rest)
+        pn.extension("tabulator", "codeeditor")
         return create_app(feed, store, agent=arg("agent"), topic=arg("topic"))
 
     return page

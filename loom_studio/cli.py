@@ -30,7 +30,7 @@ def studio(
         ),
     ] = None,
 ) -> None:
-    """Serve the studio (dashboard and traces) for the project's bus; Ctrl-C stops it.
+    """Serve the studio (dashboard, traces, topics, editor) for the project's bus; Ctrl-C stops it.
 
     It joins the running bus by discovery (or starts one that agents then join) and
     reads traces from the project's span store. Example: `loom studio --port 5006`.

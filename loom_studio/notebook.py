@@ -4,8 +4,9 @@ Showing a :class:`~loom_studio.Dashboard` or :class:`~loom_studio.Traces` in a c
 ``_repr_mimebundle_``, from :class:`InlineViewer`):
 
 1. loads Panel's notebook extension in the kernel when it is not loaded yet, with the
-   widgets the studio uses (``pn.extension("tabulator", inline=True)``): BokehJS, Panel and
-   Tabulator come embedded in the cell's output, nothing is fetched;
+   widgets the studio uses (``pn.extension("tabulator", "codeeditor", inline=True)``):
+   BokehJS, Panel, Tabulator and Ace come embedded in the cell's output, nothing is fetched
+   (a component adds scripts of its own with :meth:`InlineViewer.output_script`);
 2. gives every stylesheet Panel links (its theme and widget CSS, which Panel otherwise takes
    from cdn.holoviz.org in a notebook, on the first render as on every later update of a
    pane) as a ``data:`` URL read from the installed package;
@@ -48,7 +49,9 @@ from panel.io.state import state
 
 __all__ = ["EXTENSIONS", "InlineViewer", "load_extension"]
 
-EXTENSIONS = ("tabulator",)  # the Panel extensions the studio's components use
+# the Panel extensions the studio's components use: the tables, and the editor's Ace (loaded
+# with the first component: an extension added to a page later is not there when needed)
+EXTENSIONS = ("tabulator", "codeeditor")
 
 # Runs in the page with each output, before Panel's own script. Two things Panel's notebook
 # machinery means to do but does not, here:
@@ -120,6 +123,10 @@ class InlineViewer(pn.viewable.Viewer):
     Subclasses refresh themselves while shown and implement ``stop()``.
     """
 
+    def output_script(self) -> str:
+        """JavaScript of the component's own that its output runs (none by default)."""
+        return ""
+
     def stop(self) -> None:
         raise NotImplementedError
 
@@ -128,13 +135,21 @@ class InlineViewer(pn.viewable.Viewer):
         """Around a refresh: its changes go to the page once every output showing this
         component is connected; until then they wait in the outputs' documents, in order,
         and the first refresh after that sends them. (An output no page ever connects, as
-        in a notebook run without a browser, keeps them: its kernel is short-lived.)"""
-        outputs = [ref for ref, owner in list(_shown.items()) if owner() is self]
-        if not all(_connected(ref) for ref in outputs):
-            with block_comm():  # Panel's switch: a push leaves its changes in the document
-                yield
+        in a notebook run without a browser, keeps them: its kernel is short-lived.) Nested
+        in another (a change that sets off another), it leaves the sending to the outer one."""
+        if getattr(self, "_updating_page", False):  # inside another: that one sends it all
+            yield
             return
-        yield
+        outputs = [ref for ref, owner in list(_shown.items()) if owner() is self]
+        self._updating_page = True
+        try:
+            if not all(_connected(ref) for ref in outputs):
+                with block_comm():  # Panel's switch: a push leaves its changes in the document
+                    yield
+                return
+            yield
+        finally:
+            self._updating_page = False
         for ref in outputs:
             push_on_root(ref)  # what waited in the output's document, if anything
 
@@ -156,7 +171,7 @@ class InlineViewer(pn.viewable.Viewer):
         _keep_stylesheets_inline(state._views[ref][2])
         _shown[ref] = weakref.ref(self)
         script = OUTPUT_JS % json.dumps(ref)
-        data["text/html"] = f"<script>{script}</script>{data['text/html']}"
+        data["text/html"] = f"<script>{script}{self.output_script()}</script>{data['text/html']}"
         return data, metadata
 
 

@@ -244,6 +244,7 @@ def test_protocol_md_lists_every_reserved_topic() -> None:
         reserved.SUPERVISOR_STATE,
         reserved.SUPERVISOR_CONTROL,
         reserved.SUPERVISOR_LOGS,
+        reserved.CODE_RELOAD,
     ]
     missing = [topic for topic in spelled if f"`{topic}`" not in text]
     assert not missing, f"docs/PROTOCOL.md section 7 lacks {missing}"

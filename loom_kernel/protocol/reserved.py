@@ -19,6 +19,7 @@ __all__ = [
     "BARRIER_PREFIX",
     "BROKER_STATS",
     "CLIENT_STATS",
+    "CODE_RELOAD",
     "HEARTBEATS",
     "LOGS",
     "LOOM_PREFIX",
@@ -76,6 +77,12 @@ TOOLS_CHANGED = "loom.tools.changed"
 SPANS_PREFIX = "loom.trace.spans"
 #: ``loom.barrier.<name>``: parties arriving at a barrier.
 BARRIER_PREFIX = "loom.barrier."
+
+# -- new code for running agents ----------------------------------------------------
+#: A request ``{"module": "agents.trend"}``: every runtime running agents whose class that
+#: module defines reloads it (``rt.reload_module``) and replies; the others stay silent.
+#: The studio's editor asks it when the agents run in other processes.
+CODE_RELOAD = "loom.code.reload"
 
 # -- loom run ---------------------------------------------------------------------------
 SUPERVISOR_STATE = "loom.supervisor.state"

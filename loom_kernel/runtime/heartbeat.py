@@ -1,9 +1,10 @@
 """Heartbeats: what each agent and the bus report, every ``[runtime] heartbeat_interval``.
 
 Every active agent publishes its statistics on ``loom.agent.<id>.heartbeat`` (its status
-among them), the process its transport's counters and its tracing's (spans exported,
-dropped, and what reached an OTLP backend) on ``loom.client.<id>.stats``, and the
-process that runs the broker the broker's on ``loom.broker.stats``. The studio, ``loom
+among them) and what code it runs (:func:`describe`), the process its transport's counters
+and its tracing's (spans exported, dropped, and what reached an OTLP backend) on
+``loom.client.<id>.stats``, and the process that runs the broker the broker's on
+``loom.broker.stats``. The studio, ``loom
 status`` and the supervisor read them.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..agents.runner import AgentRunner
 from ..bus.zeromq.broker import Broker
@@ -20,17 +22,36 @@ from ..errors import LoomError
 from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
 
-__all__ = ["Heartbeat", "beat"]
+__all__ = ["Heartbeat", "beat", "describe"]
 
 log = logging.getLogger("loom.runtime")
 
 
 def beat(runner: AgentRunner) -> None:
-    """Publish one agent's heartbeat now (its statistics, status included)."""
+    """Publish one agent's heartbeat now (its statistics, status included, and its code:
+    :func:`describe`)."""
     with contextlib.suppress(LoomError):
         runner.ctx.endpoint.report(
-            reserved.heartbeat(runner.agent.id), runner.statistics().to_dict(), type="heartbeat"
+            reserved.heartbeat(runner.agent.id),
+            {**runner.statistics().to_dict(), **describe(runner)},
+            type="heartbeat",
         )
+
+
+def describe(runner: AgentRunner) -> dict[str, Any]:
+    """What an agent runs, as its heartbeat tells it: the patterns it subscribes to (its
+    handlers' and its tools' topics), its class, that class's module and the version of
+    its code (1, then one more at each reload). The studio reads them to show who listens
+    to a topic and which module to reload."""
+    agent = runner.agent
+    patterns = [spec.pattern for spec in agent.handlers]
+    patterns += [reserved.tool_topic(info.name) for info in runner.tools]
+    return {
+        "patterns": list(dict.fromkeys(patterns)),
+        "module": type(agent).__module__,
+        "class": type(agent).__qualname__,
+        "version": runner.version,
+    }
 
 
 class Heartbeat:

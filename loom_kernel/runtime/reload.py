@@ -9,15 +9,22 @@ module runs, a missing class, a failing constructor or ``on_reload``), the old v
 goes on running and :class:`~loom_kernel.errors.ReloadError` says where, with the file
 and the line. Every attempt is published on ``loom.agent.<id>.reloaded`` and recorded as
 a ``reload <agent>`` span.
+
+Other processes ask for a reload on the bus (:class:`ReloadService`): a request on
+``loom.code.reload`` naming a module makes every runtime that runs agents of that module
+reload it and reply; the studio's editor, in a process of its own, asks it after a save.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import logging
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,10 +32,15 @@ from typing import Any
 
 from ..agents.agent import Agent
 from ..agents.runner import AgentRunner
+from ..bus.transport import Subscription
 from ..errors import LoomError, ReloadError
+from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
+from ..protocol.envelope import Envelope
 
-__all__ = ["ReloadResult", "load_module", "new_version", "swap"]
+__all__ = ["ReloadResult", "ReloadService", "load_module", "new_version", "swap"]
+
+log = logging.getLogger("loom.reload")
 
 
 @dataclass(frozen=True)
@@ -173,3 +185,75 @@ def _where(exc: BaseException, module_file: str | None) -> tuple[str | None, int
     if frames:
         return frames[-1].filename, frames[-1].lineno
     return module_file, None
+
+
+class ReloadService:
+    """Answers other processes' reload requests (``loom.code.reload``, ``{"module": m}``):
+    when agents of this process run classes of ``m``, reloads it and replies with each
+    agent's result (or the error, file and line: the old code goes on); otherwise stays
+    silent, so that the asker, which knows from the heartbeats how many processes run
+    that module, stops waiting as soon as they have all answered.
+
+    Args:
+        endpoint: the process's own endpoint (requests it sent itself are not answered:
+            the asker reloads its own agents directly).
+        runners: the runners of the process, read at each request.
+        reload_module: reloads a module in this process (``Runtime.reload_module``).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        runners: Callable[[], Iterable[AgentRunner]],
+        reload_module: Callable[[str], Awaitable[list[ReloadResult]]],
+    ):
+        self.endpoint = endpoint
+        self.runners = runners
+        self.reload_module = reload_module
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sub = await self.endpoint.subscribe(reserved.CODE_RELOAD)
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(sub), name="loom:reload:requests"
+        )
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _serve(self, sub: Subscription) -> None:
+        async for event in sub:
+            if not event.reply_to or event.source == self.endpoint.source:
+                continue
+            try:
+                answer = await self.answer(event)
+            except Exception:  # one bad request must not end the service
+                log.exception("reload request %s failed", event.id)
+                continue
+            if answer is not None:
+                with contextlib.suppress(LoomError):
+                    await self.endpoint.reply(event, answer)
+
+    async def answer(self, event: Envelope) -> dict[str, Any] | None:
+        """The reply to one request, or None when no agent here runs that module."""
+        module = event.data.get("module") if isinstance(event.data, dict) else None
+        if not isinstance(module, str):
+            return None
+        agents = [
+            r.agent.id
+            for r in self.runners()
+            if r.status not in ("stopped", "failed") and type(r.agent).__module__ == module
+        ]
+        if not agents:
+            return None
+        process = self.endpoint.source
+        try:
+            results = await self.reload_module(str(module))
+        except ReloadError as exc:
+            return {"ok": False, "process": process, "agents": agents, "error": str(exc),
+                    "file": exc.file, "line": exc.line}  # fmt: skip
+        return {"ok": True, "process": process, "results": [r.to_dict() for r in results]}

@@ -54,7 +54,7 @@ from ..tracing.recorder import SpanRecorder
 from ..tracing.store import SpanStore
 from ..tracing.tracer import NO_TRACER, Tracer
 from .heartbeat import Heartbeat, beat
-from .reload import ReloadResult, announce, load_module, new_version, swap
+from .reload import ReloadResult, ReloadService, announce, load_module, new_version, swap
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime", "run"]
 
@@ -110,6 +110,7 @@ class Runtime:
         self._endpoint: Endpoint | None = None
         self._context: Context | None = None
         self._heartbeat: Heartbeat | None = None
+        self._reloads: ReloadService | None = None
         self._closed = False
 
     # -- the bus -----------------------------------------------------------------------
@@ -150,6 +151,9 @@ class Runtime:
         if self.connection.embedded:
             await self.start_span_collector()
         await self.actions.start(self._endpoint)
+        # other processes (the studio's editor) ask this one to reload its agents' code
+        self._reloads = ReloadService(self._endpoint, self._runners.values, self.reload_module)
+        await self._reloads.start()
         self._heartbeat = Heartbeat(
             self.config.runtime.heartbeat_interval,
             self._runners.values,
@@ -175,6 +179,8 @@ class Runtime:
         self._closed = True
         if self._heartbeat is not None:
             await self._heartbeat.aclose()
+        if self._reloads is not None:
+            await self._reloads.aclose()
         for runner in reversed(list(self._runners.values())):
             await runner.stop()
             beat(runner)

@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: `make browser`"),
 ]
 
-NOTEBOOKS = ("01_agents_on_the_bus.ipynb", "03_studio_inline.ipynb")
+NOTEBOOKS = ("01_agents_on_the_bus.ipynb", "03_studio_inline.ipynb", "04_topics_and_editor.ipynb")
 WAIT_MS = 60_000  # the bound of every wait in the page
 VIEWPORT = {"width": 1400, "height": 1000}
 SNIPPET = "docs-snippet"  # a project folder with the docs' snippet as a notebook
@@ -195,6 +195,27 @@ async def test_studio_inline_dashboard_updates_live_in_jupyterlab(
     ]
     assert silent == [], f"code cells {silent} printed nothing"
     assert "dashboard refreshing: False" in outputs[-1]
+
+
+@pytest.mark.timeout(150)
+async def test_topics_and_editor_run_clean_and_the_editor_highlights_python(
+    open_notebook: Any,
+) -> None:
+    page = await open_notebook("04_topics_and_editor.ipynb")
+    run = asyncio.ensure_future(page.run_all())
+    try:
+        # while it runs: the explorer's tree comes to the page from its refresh, and Ace
+        # draws the agent's code as Python (its mode embedded: loom_studio/ace_modules.py)
+        await _source(page, ["topic", "events", "path", "kind"], "d.path.includes('quote.request')")
+        keywords = page.page.locator(".ace_editor .ace_keyword", has_text="class")
+        await playwright_api.expect(keywords.first).to_be_visible(timeout=WAIT_MS)
+        assert await asyncio.wait_for(run, timeout=120), "a cell failed"
+    finally:
+        run.cancel()
+    outputs = await page.cell_outputs()
+    assert "reloaded: {'desk': 2}" in "".join(outputs)
+    _assert_clean(page, outputs)
+    assert "closed" in outputs[-1]
 
 
 async def _screenshot(page: LabPage, path: Path) -> None:

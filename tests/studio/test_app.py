@@ -52,10 +52,12 @@ def shown(dashboard: Dashboard, column: str) -> set[str]:
     return set(dashboard.events.table.value[column])
 
 
-def test_the_page_has_the_dashboard_and_the_traces(feed: StudioFeed, tmp_path: Path) -> None:
+def test_the_page_has_the_dashboard_the_traces_the_topics_and_the_editor(
+    feed: StudioFeed, tmp_path: Path
+) -> None:
     app = page(feed, tmp_path)
     assert len(app) == 2  # the title, the tabs: no note
-    assert len(app[-1]) == 2
+    assert app[-1]._names == ["Dashboard", "Traces", "Topics", "Editor"]
 
 
 def test_the_dashboard_shows_every_event_by_default(feed: StudioFeed) -> None:

@@ -22,6 +22,7 @@ from loom_kernel import (
     Subscription,
     on_event,
     open_runtime,
+    tool,
 )
 from loom_kernel.agents.runner import AgentStatistics
 from loom_kernel.runtime import RuntimeStatistics
@@ -406,9 +407,36 @@ async def test_heartbeats_are_published_with_the_agents_statistics(fast_rt: Runt
     first = await next_event(beats)
     second = await next_event(beats)
     assert (first.type, first.source) == ("heartbeat", "quiet")
-    assert set(first.data) == {field.name for field in dataclasses.fields(AgentStatistics)}
+    code = {"patterns", "module", "class", "version"}  # what it runs: heartbeat.describe
+    assert set(first.data) == {field.name for field in dataclasses.fields(AgentStatistics)} | code
     assert first.data["agent_id"] == "quiet"
+    assert (first.data["module"], first.data["class"], first.data["version"]) == (
+        __name__, "Quiet", 1,
+    )  # fmt: skip
     assert second.data["uptime_s"] >= first.data["uptime_s"]
+
+
+class Listener(Agent):
+    @on_event("market.price.*")
+    async def prices(self, event, ctx):
+        pass
+
+    @on_event("news.*.AAPL", qos="realtime")
+    async def news(self, event, ctx):
+        pass
+
+    @tool("listener.ping")
+    async def ping(self) -> str:
+        return "pong"
+
+
+async def test_a_heartbeat_names_the_patterns_the_agent_subscribes_to(fast_rt: Runtime):
+    beats = await fast_rt.subscribe("loom.agent.listener.heartbeat")
+    await fast_rt.start(Listener("listener"))
+    first = await next_event(beats)
+    assert sorted(first.data["patterns"]) == [
+        "loom.tool.listener.ping", "market.price.*", "news.*.AAPL",
+    ]  # fmt: skip
 
 
 async def test_a_just_started_agent_is_running_not_idle(fast_rt: Runtime):

@@ -6,6 +6,7 @@ or as pages of the standalone studio (``loom studio``).
 >>> loom_studio.Traces()
 >>> loom_studio.TopicExplorer(runtime=rt)     # every topic, its schema, a test-event form
 >>> loom_studio.Editor(runtime=rt)            # an agent's source: save swaps it in live
+>>> loom_studio.Builder(project=".", runtime=rt)  # the agents as a graph, drawn from the code
 
 The components are imported on first use: ``import loom_studio`` (and the ``loom studio``
 command's registration) does not load Panel. Shown in a notebook, a component loads Panel's
@@ -18,15 +19,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .builder.view import Builder
     from .dashboard import Dashboard
     from .editor import Editor
     from .explorer import TopicExplorer
     from .feed import StudioFeed, get_feed
     from .traces import Traces
 
-__all__ = ["Dashboard", "Editor", "StudioFeed", "TopicExplorer", "Traces", "get_feed"]
+__all__ = ["Builder", "Dashboard", "Editor", "StudioFeed", "TopicExplorer", "Traces", "get_feed"]
 
 _WHERE = {
+    "Builder": ".builder.view",
     "Dashboard": ".dashboard",
     "Editor": ".editor",
     "TopicExplorer": ".explorer",

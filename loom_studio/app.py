@@ -1,5 +1,5 @@
-"""The standalone studio: the dashboard, the traces, the topic explorer and the live editor
-as pages of one Panel app.
+"""The standalone studio: the dashboard, the traces, the topic explorer, the live editor and
+the builder as pages of one Panel app.
 
     loom studio                              # joins the project's bus, serves on localhost
     panel serve loom_studio/app.py           # the same app under Panel's own server
@@ -37,7 +37,7 @@ from .live import LiveHandler
 from .topic_index import get_topic_index
 from .traces import Traces
 
-__all__ = ["create_app", "dashboard_view", "editor_view", "serve"]
+__all__ = ["builder_view", "create_app", "dashboard_view", "editor_view", "serve"]
 
 TITLE = "Loom studio"
 
@@ -61,6 +61,7 @@ def create_app(
         ("Traces", Traces(store=store)),
         ("Topics", TopicExplorer(get_topic_index(lambda: feed.runtime))),
         ("Editor", editor_view(feed)),
+        ("Builder", builder_view(feed)),
         dynamic=True,
         sizing_mode="stretch_width",
     )
@@ -93,6 +94,18 @@ def editor_view(feed: StudioFeed) -> pn.viewable.Viewable:
         )
     index = get_topic_index(lambda: feed.runtime)
     return Editor(runtime=feed.runtime, index=index)
+
+
+def builder_view(feed: StudioFeed) -> pn.viewable.Viewable:
+    """The visual builder of the studio's project (Run starts agents in the studio's process)."""
+    if feed.runtime is None:
+        return pn.pane.Alert(
+            "The builder opens once the studio has joined the bus: reload the page.",
+            alert_type="warning",
+        )
+    from .builder.view import Builder  # libcst and the canvas, only when the tab is made
+
+    return Builder(feed.runtime.config.project_dir, runtime=feed.runtime, feed=feed)
 
 
 class _AgentEvents:

@@ -5,11 +5,12 @@
 - :mod:`.templates`: the palette (:data:`TEMPLATES`) and :func:`render` of a new agent;
 - :mod:`.generate`: :func:`generate`, new modules and ``[agents.<id>]`` entries;
 - :mod:`.edits`: surgical edits of the user's code (:func:`add_subscription`,
-  :func:`rename_topic`) that keep comments and formatting.
+  :func:`rename_topic`, :func:`set_qos`) that keep comments and formatting, and
+  ``[agents.<id>]`` tables of ``loom.toml`` (:func:`set_agent_table`).
 """
 
-from .edits import EditError, add_subscription, edit_file, rename_topic
-from .generate import GenerateResult, generate
+from .edits import EditError, add_subscription, edit_file, rename_topic, set_qos
+from .generate import GenerateResult, agent_table, generate, set_agent_table
 from .model import AgentModel, Edge, Emission, ProjectModel, Subscription, Tool, Unread
 from .reader import read_project, read_source
 from .templates import TEMPLATES, AgentSpec, render
@@ -27,10 +28,13 @@ __all__ = [
     "Tool",
     "Unread",
     "add_subscription",
+    "agent_table",
     "edit_file",
     "generate",
     "read_project",
     "read_source",
     "rename_topic",
     "render",
+    "set_agent_table",
+    "set_qos",
 ]

@@ -6,6 +6,7 @@ elsewhere stay byte for byte, and handler bodies the user wrote are never touche
 
 - :func:`add_subscription`: one new decorated method at the end of the agent's class
   (and, if the module lacks them, one added import line);
+- :func:`set_qos`: the ``qos=`` of one handler's ``@on_event``;
 - :func:`rename_topic`: a topic's literals in ``@on_event`` patterns and in
   ``ctx.emit`` / ``ctx.request`` calls, f-strings included when only their literal
   prefix changes; every other string stays as it is.
@@ -22,7 +23,7 @@ from loom_kernel.protocol import compile_pattern
 
 from .reader import topic_of
 
-__all__ = ["EditError", "add_subscription", "edit_file", "rename_topic"]
+__all__ = ["EditError", "add_subscription", "edit_file", "rename_topic", "set_qos"]
 
 _SENDS = {"emit", "request", "send"}
 
@@ -70,6 +71,52 @@ def add_subscription(
     module = module.deep_replace(target, new_class)
     assert isinstance(module, cst.Module)
     return _with_imports(module, ["on_event", "Envelope", "Context"]).code
+
+
+def set_qos(source: str, class_name: str, method: str, qos: str) -> str:
+    """``source`` with ``qos`` on the ``@on_event`` of ``class_name.method`` (the
+    decorator's other arguments, and everything else, as they were)."""
+    if qos not in ("reliable", "realtime", "batched"):
+        raise EditError(f"qos {qos!r}: use reliable, realtime or batched")
+    module = cst.parse_module(source)
+    target = _find_class(module, class_name)
+    handler = next(
+        (s for s in target.body.body if isinstance(s, cst.FunctionDef) and s.name.value == method),
+        None,
+    )
+    calls = [
+        d for d in (handler.decorators if handler else ())
+        if isinstance(d.decorator, cst.Call) and _name(d.decorator.func) == "on_event"
+    ]  # fmt: skip
+    if handler is None or len(calls) != 1:
+        raise EditError(f"{class_name}.{method} has no single @on_event to change")
+    call = calls[0].decorator
+    assert isinstance(call, cst.Call)
+    value = cst.SimpleString(f'"{qos}"')
+    args = [a for a in call.args if not (a.keyword and a.keyword.value == "qos")]
+    if qos != "reliable":  # the default: said by leaving it out
+        kept = [a for a in call.args if a.keyword and a.keyword.value == "qos"]
+        qos_arg = kept[0].with_changes(value=value) if kept else cst.Arg(
+            value, keyword=cst.Name("qos"),
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+        )  # fmt: skip
+        args.insert(1, qos_arg)
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    args = [
+        a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        if i < len(args) - 1
+        else a
+        for i, a in enumerate(args)
+    ]
+    new_decorator = calls[0].with_changes(decorator=call.with_changes(args=args))
+    return module.deep_replace(calls[0], new_decorator).code  # type: ignore[union-attr]
+
+
+def _name(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return node.value if isinstance(node, cst.Name) else ""
 
 
 def rename_topic(source: str, old: str, new: str) -> str:

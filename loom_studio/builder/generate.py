@@ -16,9 +16,11 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from loom_kernel import ConfigError, load_config
+
 from .templates import AgentSpec, class_name, module_name, render
 
-__all__ = ["GenerateResult", "generate"]
+__all__ = ["GenerateResult", "agent_table", "generate", "set_agent_table"]
 
 
 @dataclass
@@ -84,3 +86,42 @@ def _declare(path: Path, specs: list[AgentSpec]) -> list[str]:
     if declared:
         path.write_text(tomlkit.dumps(document), encoding="utf-8")
     return declared
+
+
+def agent_table(project: str | Path, agent_id: str) -> str:
+    """The ``[agents.<id>]`` table of the project's ``loom.toml``, as TOML text."""
+    path = Path(project) / "loom.toml"
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else {}
+    table = document.get("agents", {}).get(agent_id)
+    return tomlkit.dumps(table).strip() + "\n" if table is not None else ""
+
+
+def set_agent_table(project: str | Path, agent_id: str, text: str) -> None:
+    """Replace ``[agents.<id>]`` with the keys in ``text`` (TOML), the rest of the file as
+    it was; checked by the kernel's own configuration loader before it is written.
+
+    Raises:
+        ValueError: ``text`` is not TOML, or the kernel refuses the result (its message).
+    """
+    path = Path(project) / "loom.toml"
+    original = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        keys = tomlkit.parse(text)
+        document = tomlkit.parse(original)
+    except TOMLKitError as exc:
+        raise ValueError(f"[agents.{agent_id}]: not valid TOML ({exc})") from None
+    agents = document.setdefault("agents", tomlkit.table(is_super_table=True))
+    table = tomlkit.table()
+    for key, value in keys.items():
+        table[key] = value
+    agents[agent_id] = table
+    candidate = path.with_name(".loom.toml.check")
+    candidate.write_text(tomlkit.dumps(document), encoding="utf-8")
+    try:
+        load_config(candidate)
+    except ConfigError as exc:
+        raise ValueError(str(exc).replace(str(candidate), str(path))) from None
+    finally:
+        text_ok = candidate.read_text(encoding="utf-8")
+        candidate.unlink()
+    path.write_text(text_ok, encoding="utf-8")

@@ -15,6 +15,7 @@ from loom_studio.builder import (
     read_project,
     read_source,
     rename_topic,
+    set_qos,
 )
 from tests.conftest import REPO
 
@@ -111,3 +112,18 @@ def test_an_edit_that_cannot_be_made_says_why(call, message: str) -> None:
     )
     with pytest.raises(EditError, match=message):
         call(source)
+
+
+def test_a_handlers_qos_changes_in_its_decorator_only() -> None:
+    source = PLANNER.read_text()
+    realtime = set_qos(source, "PlannerAgent", "on_order", "realtime")
+    added, removed = changed_lines(source, realtime)
+    assert (added, removed) == (
+        ['    @on_event("trade.order.*", qos="realtime")'],
+        ['    @on_event("trade.order.*")'],
+    )
+    assert set_qos(realtime, "PlannerAgent", "on_order", "reliable") == source  # the default
+    with pytest.raises(EditError, match="use reliable, realtime or batched"):
+        set_qos(source, "PlannerAgent", "on_order", "fast")
+    with pytest.raises(EditError, match="has no single @on_event"):
+        set_qos(source, "PlannerAgent", "_plan_symbol", "realtime")

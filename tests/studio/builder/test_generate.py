@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from loom_kernel import open_runtime
-from loom_studio.builder import TEMPLATES, AgentSpec, generate, read_project, render
+from loom_studio.builder import (
+    TEMPLATES,
+    AgentSpec,
+    agent_table,
+    generate,
+    read_project,
+    render,
+    set_agent_table,
+)
 from tests.conftest import PYTHON
 
 pytestmark = pytest.mark.timeout(60)
@@ -131,3 +139,17 @@ async def test_generated_agents_run_on_the_bus(project: Path) -> None:
         assert event.data["n"] >= 1 and event.source == "doubler"
         reply = await rt.request("echo.ask", {"hi": 1}, timeout=5)
         assert reply.data == {"echo": {"hi": 1}}
+
+
+def test_an_agents_loom_toml_table_is_edited_in_place_and_checked(project: Path) -> None:
+    generate(project, [SPECS["sink"]])
+    assert agent_table(project, "logger") == 'module = "agents.logger:Logger"\n'
+    set_agent_table(project, "logger", 'module = "agents.logger:Logger"\ngroup = "io"\n')
+    toml = (project / "loom.toml").read_text()
+    assert toml.startswith("# my project: keep this comment\n")
+    assert read_project(project).agents[0].config["group"] == "io"
+    with pytest.raises(ValueError, match=r"module = 3: a quoted string is expected"):
+        set_agent_table(project, "logger", "module = 3\n")
+    assert (project / "loom.toml").read_text() == toml  # refused: nothing written
+    with pytest.raises(ValueError, match="not valid TOML"):
+        set_agent_table(project, "logger", "module = \n")

@@ -29,6 +29,7 @@ Everything here leans on a few Panel internals (listed where used); the browser 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import functools
@@ -129,6 +130,20 @@ class InlineViewer(pn.viewable.Viewer):
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    async def connected(self, timeout: float = 10.0) -> bool:
+        """Wait until the page has connected every output showing this component (True),
+        or ``timeout`` seconds (False: no front end connects, as under nbval). In
+        JupyterLab, changing a component just shown, before its output is connected, can
+        lose the output's updates: ``await component.connected()`` in the next cell first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            outputs = [ref for ref, owner in list(_shown.items()) if owner() is self]
+            if outputs and all(_connected(ref) for ref in outputs):
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     @contextlib.contextmanager
     def updating_page(self) -> Iterator[None]:

@@ -7,11 +7,14 @@ JupyterLab: ``tests/jupyterlab/test_notebooks.py``.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 from bokeh.models import ImportedStyleSheet
 from panel.io.resources import CDN_DIST, LOCAL_DIST
 
 from loom_studio.notebook import _data_url, _dist_file, _InlineStylesheets
+
+REPO_EMPTY = Path(__file__).resolve().parent / "builder"  # a folder without agents
 
 
 def _decoded(url: str) -> str:
@@ -49,3 +52,12 @@ def test_a_documents_stylesheets_are_inline_and_found_by_either_url() -> None:
     other = ImportedStyleSheet(url="https://example.org/theme.css")
     cache[other.url] = other
     assert cache["https://example.org/theme.css"].url == "https://example.org/theme.css"
+
+
+async def test_a_component_no_page_shows_is_never_connected() -> None:
+    # under nbval (no front end) the wait ends at its timeout and says so
+    from loom_studio.builder.view import Builder
+    from loom_studio.feed import StudioFeed
+
+    component = Builder(project=REPO_EMPTY, feed=StudioFeed())
+    assert await component.connected(timeout=0.1) is False

@@ -63,6 +63,11 @@ class Mailbox:
 
     def put_nowait(self, item: Any) -> None:
         self.received += 1
+        self.push(item)
+
+    def push(self, item: Any) -> None:
+        """Queue an item for the consumer without counting it as received (a mailbox
+        that holds events back or replays them counts on arrival)."""
         if len(self._items) >= self._maxsize:
             self._overflow(item)
         else:
@@ -176,8 +181,17 @@ def make_mailbox(
     maxsize: int | None = None,
     max_size: int = 100,
     max_delay: float = 0.05,
+    mailbox: Mailbox | None = None,
 ) -> Mailbox:
-    """Build the mailbox for a QoS name; raises ``ValueError`` naming the valid ones."""
+    """Build the mailbox for a QoS name; raises ``ValueError`` naming the valid ones.
+
+    ``mailbox``, when given, is used as it is: a layer above the bus (a durable
+    subscription, the event log's intake) brings its own.
+    """
+    if mailbox is not None:
+        if mailbox.qos != qos:
+            raise ValueError(f"a {mailbox.qos} mailbox cannot serve qos {qos!r}")
+        return mailbox
     if qos == "realtime":
         return RealtimeMailbox(10_000 if maxsize is None else maxsize)
     if qos == "reliable":

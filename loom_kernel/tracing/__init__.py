@@ -13,7 +13,7 @@ Imports only the bus and protocol layers below it.
 from .collector import SpanCollector
 from .middleware import tracing_middleware
 from .recorder import SpanRecorder
-from .store import SpanStore, TraceSummary
+from .store import SpanStore, StoreStatistics, TraceSummary
 from .tracer import NO_TRACER, NoopTracer, Tracer, TracingStatistics, traceparent_of
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "SpanCollector",
     "SpanRecorder",
     "SpanStore",
+    "StoreStatistics",
     "TraceSummary",
     "Tracer",
     "TracingStatistics",

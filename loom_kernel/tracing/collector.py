@@ -23,10 +23,13 @@ from ..protocol import reserved
 from ..protocol.spans import Span, valid_ids
 from .store import SpanStore
 
-__all__ = ["SpanCollector"]
+__all__ = ["PURGE_EVERY", "SpanCollector"]
 
 log = logging.getLogger("loom.tracing.store")
 _spans = msgspec.json.Decoder(list[Span])
+#: Seconds between two purges (retention time, WAL truncated); every write already
+#: keeps the store within its count and size limits.
+PURGE_EVERY = 10.0
 
 
 class SpanCollector:
@@ -69,7 +72,7 @@ class SpanCollector:
                         spans.append(span)
                     else:
                         self.malformed += 1
-            purge = time.monotonic() - last_purge > 60
+            purge = time.monotonic() - last_purge > PURGE_EVERY
             try:
                 self.stored += await loop.run_in_executor(self._executor, self._write, spans, purge)
             except (LoomError, sqlite3.Error) as exc:

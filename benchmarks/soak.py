@@ -1,7 +1,7 @@
 """Soak: the Market Analyst for N minutes at ~1k events/s, and what its resources do.
 
-    python benchmarks/soak.py [--minutes 10] [--rate 250] [--every 5] [--bus embedded]
-                              [--out soak-out] [--tracemalloc]
+    python benchmarks/soak.py [--minutes 10] [--rate 250] [--every 5] [--warmup 60]
+                              [--bus embedded] [--out soak-out] [--tracemalloc]
 
 The six agents of the demo (``demo/market_analyst/bench.py``'s configuration: offline
 data, rule planner, wide risk limits, default tracing) run in a worker process of their
@@ -14,8 +14,11 @@ then stores the spans) and samples it too.
 Every ``--every`` seconds: RSS, open files and threads of each process (psutil), the
 worker's asyncio tasks, the bytes of every file in ``.loom/``, the span count and the
 events through the broker. Written to ``<out>/soak.csv``; ``<out>/soak.png`` too when
-matplotlib is installed. ``--tracemalloc`` makes the worker write the 25 allocation
-sites that grew most between the end of the warm-up and the end (``<out>/growth.txt``).
+matplotlib is installed. At the end, ``<out>/summary.json``: the growth of each from the
+end of the warm-up (``--warmup`` seconds, 60 by default) to the end, and the largest
+disk use seen.
+``--tracemalloc`` makes the worker write the 25 allocation sites that grew most between
+the end of the warm-up and the end (``<out>/growth.txt``).
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT", "BTC-USDT"]
-WARMUP = 60.0  # seconds before the tracemalloc baseline: caches and rings fill first
 
 
 # -- the worker: the demo's agents ------------------------------------------------------
 
 
-async def work(project: Path, minutes: float, rate: float, trace_memory: bool) -> None:
+async def work(options: argparse.Namespace) -> None:
+    project, minutes, rate = Path(options.worker), options.minutes, options.rate
+    trace_memory, warmup = options.tracemalloc, options.warmup
     sys.path.insert(0, str(REPO))
     from demo.market_analyst.app import agents
     from demo.market_analyst.bench import bench_config
@@ -62,7 +66,7 @@ async def work(project: Path, minutes: float, rate: float, trace_memory: bool) -
         baseline = None
         while not stop.is_set() and loop.time() - started < minutes * 60:
             await asyncio.sleep(1.0)
-            if trace_memory and baseline is None and loop.time() - started > WARMUP:
+            if trace_memory and baseline is None and loop.time() - started > warmup:
                 baseline = tracemalloc.take_snapshot()
             stats = rt.client.statistics()
             report = {
@@ -93,6 +97,7 @@ def start_worker(project: Path, options: argparse.Namespace) -> subprocess.Popen
         env["PYTHONTRACEMALLOC"] = "1"
     command = [sys.executable, __file__, "--worker", str(project)]
     command += ["--minutes", str(options.minutes), "--rate", str(options.rate)]
+    command += ["--warmup", str(options.warmup)]
     command += ["--tracemalloc"] if options.tracemalloc else []
     log = (project / "worker.log").open("wb")
     return subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=log)
@@ -200,7 +205,10 @@ def soak(options: argparse.Namespace) -> Path:
         writer: csv.DictWriter[str] | None = None
         while processes["worker"].poll() is None:
             time.sleep(options.every)
-            rows.append(sample(watched, project, time.monotonic() - started))
+            row = sample(watched, project, time.monotonic() - started)
+            if processes["worker"].poll() is not None:
+                break  # it ended while sampled: the row would say 0 MB
+            rows.append(row)
             if writer is None:
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
                 writer.writeheader()
@@ -216,7 +224,33 @@ def soak(options: argparse.Namespace) -> Path:
             (out / name).write_text((project / name).read_text())
     if rows and plot(rows, out / "soak.png"):
         print(f"plot: {out / 'soak.png'}")
+    if rows:
+        result = summary(rows, options.warmup)
+        (out / "summary.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
     return out
+
+
+def summary(rows: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
+    """Growth from the end of the warm-up (the first sample past ``warmup`` s) to the end."""
+    warm = next((r for r in rows if r["t_s"] >= warmup), rows[0])
+    last = rows[-1]
+    result: dict[str, Any] = {"warmup_s": warm["t_s"], "end_s": last["t_s"]}
+    for key in [k for k in last if k.endswith(("_rss_mb", "_open_files", "_threads"))]:
+        if warm[key] is not None and last[key] is not None:
+            result[key] = [warm[key], last[key]]
+    for name in [k[: -len("_rss_mb")] for k in last if k.endswith("_rss_mb")]:
+        before, after = warm[f"{name}_rss_mb"], last[f"{name}_rss_mb"]
+        if before and after:
+            result[f"{name}_rss_growth_pct"] = round((after - before) / before * 100, 1)
+    result["worker_tasks"] = [warm["worker_tasks"], last["worker_tasks"]]
+    result["loom_dir_mb"] = [warm["loom_dir_mb"], last["loom_dir_mb"]]
+    result["loom_dir_max_mb"] = max(r["loom_dir_mb"] for r in rows)
+    result["traces_wal_max_mb"] = max(r["traces.db-wal_mb"] for r in rows)
+    result["spans_max"] = max(r["spans"] or 0 for r in rows)
+    result["events_published"] = last["published"]
+    result["events_lost"] = last["lost"]
+    return result
 
 
 def main() -> None:
@@ -224,13 +258,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=250.0, help="ticks per second")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before growth counts")
     parser.add_argument("--bus", choices=["embedded", "standalone"], default="embedded")
     parser.add_argument("--out", default="soak-out")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if min(options.minutes, options.rate, options.every) <= 0 or options.warmup < 0:
+        parser.error("--minutes, --rate and --every must be > 0, --warmup >= 0")
     if options.worker:
-        asyncio.run(work(Path(options.worker), options.minutes, options.rate, options.tracemalloc))
+        asyncio.run(work(options))
         return
     print(f"results in {soak(options)}")
 

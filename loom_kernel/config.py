@@ -21,11 +21,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from ._eventlog_config import EventLogConfig
 from .errors import ConfigError
 
 __all__ = [
@@ -168,21 +168,9 @@ class RuntimeConfig(_Section):
         "(unset: no limit); @on_event(timeout=...) overrides it.",
     )  # fmt: skip
     namespace: str | None = Field(
-        default=None,
-        description="Run in a replay namespace: every topic published or subscribed here "
-        "lives under 'replay.<namespace>.' (see `loom replay --into`), apart from the real "
-        "system.",
-    )
-
-    @field_validator("namespace")
-    @classmethod
-    def _one_segment(cls, namespace: str | None) -> str | None:
-        if namespace is not None and not re.fullmatch(_NAME[1:-1], namespace):
-            raise ValueError(
-                f"bad namespace {namespace!r}: one topic segment of letters, digits, '_' and "
-                "'-' (e.g. namespace = \"what-if\")"
-            )
-        return namespace
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$", description="Run in a replay "
+        "namespace: every topic under 'replay.<namespace>.' (`loom replay --into`).",
+    )  # fmt: skip
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
@@ -412,91 +400,13 @@ class TracingConfig(_Section):
     )
     store_max_mb: float = Field(
         default=512.0, ge=1, description="The store's file stays within this many MiB "
-        "(oldest spans go first); its WAL adds at most 8 MiB.",
+        "(oldest spans go first); its WAL adds a few tens of MiB at most.",
     )  # fmt: skip
     collect: bool = Field(
         default=True,
         description="The process running the bus (embedded or `loom bus`) stores the spans "
         "published on it in store_path.",
     )
-
-
-class EventLogConfig(_Section):
-    """``[eventlog]``: the event log, durable subscriptions and reliable publishing."""
-
-    enabled: bool = Field(
-        default=True,
-        description="false: no event log; reliable subscriptions count gaps but cannot "
-        "repair them, and nothing is kept for replay.",
-    )
-    embedded: bool = Field(
-        default=True,
-        description="The process running the bus (an embedded runtime, `loom bus`) runs the "
-        "event log; false: run `loom log` yourself.",
-    )
-    path: str = Field(
-        default=".loom/events.db", description="SQLite file of the log (relative: to the project)."
-    )
-    topics: list[str] = Field(
-        default_factory=lambda: ["*"], description="Topic patterns the log records."
-    )
-    exclude: list[str] | None = Field(
-        default=None,
-        description="Topic patterns it does not record; unset: Loom's own high-rate reports "
-        "(spans, heartbeats, client and broker statistics) and replay namespaces.",
-    )
-    synchronous: Literal["normal", "full"] = Field(
-        default="normal",
-        description="SQLite's synchronous level: normal survives a crash of the process, full "
-        "also a power cut (slower).",
-    )
-    retention_hours: float = Field(
-        default=24.0, gt=0, description="Events older than this leave the log."
-    )
-    max_size_mb: float = Field(
-        default=1024.0, ge=1, description="The log keeps at most this much data (oldest go first)."
-    )
-    durable: bool = Field(
-        default=True,
-        description="Reliable subscriptions keep a cursor in the log and get missed events "
-        "replayed (after a gap or a restart).",
-    )
-    reliable: list[str] = Field(
-        default_factory=list,
-        description="Topic patterns whose publishers keep each event until the log "
-        "acknowledges it, and send it again if it does not.",
-    )
-    max_in_flight: int = Field(
-        default=100_000,
-        ge=100,
-        description="Events on reliable topics a process keeps unacknowledged at most; past "
-        "it, publishing raises BusError.",
-    )
-    ack_timeout: float = Field(
-        default=1.0, gt=0, description="Seconds without an ack before an event is sent again."
-    )
-    commit_interval: float = Field(
-        default=0.05, gt=0, description="Seconds between two commits of a subscription's cursor."
-    )
-    request_timeout: float = Field(
-        default=2.0, gt=0, description="Seconds a subscriber waits for the log to answer."
-    )
-    gap_timeout: float = Field(
-        default=5.0,
-        gt=0,
-        description="Seconds a subscriber waits for missing events of a reliable topic to "
-        "reach the log (sent again by their publisher) before counting them lost.",
-    )
-
-    @field_validator("reliable")
-    @classmethod
-    def _reliable_needs_the_log(cls, reliable: list[str], info: ValidationInfo) -> list[str]:
-        if reliable and not info.data.get("enabled", True):
-            raise ValueError(
-                "reliable topics are acknowledged by the event log, which enabled = false "
-                "turns off: remove reliable, or set enabled = true"
-            )
-        return reliable
 
 
 class LoomConfig(_Section):

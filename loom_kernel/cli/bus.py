@@ -80,6 +80,9 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
             collector = await rt.start_span_collector()
             if collector is not None and not quiet:
                 console.print(f"storing spans in {collector.store.path}")
+            recorder = await rt.start_event_log()
+            if recorder is not None and not quiet:
+                console.print(f"recording events in {recorder.log.path}")
             await _report(rt, broker, stop, console, interval, quiet)
     finally:
         broker.close()

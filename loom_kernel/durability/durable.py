@@ -19,6 +19,8 @@ import logging
 import time
 from typing import Any
 
+import msgspec
+
 from ..bus.transport import ClientStatistics, ReplyBox, Subscription, Transport
 from ..config import EventLogConfig
 from ..errors import ConfigError, LoomError, LoomTimeoutError, TopicError
@@ -87,8 +89,8 @@ class DurableTransport:
         self._tasks.append(loop.create_task(self._resend(self.tracker), name="loom:resend"))
 
     async def aclose(self) -> None:
-        """Wait (a little) for the log to acknowledge what waits, write the cursors of
-        the durable subscriptions, then close the transport."""
+        """Wait (a little) for the log to acknowledge what waits and write the cursors
+        of the durable subscriptions (the inner transport's owner closes it)."""
         if self.tracker is not None and self.tracker.in_flight:
             patience = 3 * self.settings.ack_timeout
             if not await self.tracker.wait_empty(patience):
@@ -105,7 +107,6 @@ class DurableTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.inner.aclose()
 
     async def wait_acknowledged(self, timeout: float | None = None) -> None:
         """Return once the log has acknowledged every event published on a reliable topic.
@@ -229,8 +230,13 @@ class DurableTransport:
                 )
             )
 
-    async def _ask(self, topic: str, message: Message, expected: Any, timeout: float) -> Any:
-        """Send a request to the event log and decode its reply (None: no payload).
+    async def _ask(
+        self, topic: str, message: Message, expected: Any, timeout: float, tries: int = 1
+    ) -> Any:
+        """Send a request to the event log and decode its reply (None: no payload). With
+        ``tries`` > 1 the same request (same correlation id) is sent again after each
+        ``timeout`` without an answer, and an answer to any of them is taken: a log busy
+        writing a burst answers late, and a request lost in a failover is sent again.
 
         Raises:
             LoomTimeoutError: no answer in time; LoomError: the log refused.
@@ -238,20 +244,30 @@ class DurableTransport:
         inbox = self.inner.inbox(_OWNER)
         correlation = new_id()
         box = self.inner.expect_replies(inbox, correlation)
+        request = Envelope(
+            topic=topic,
+            type="request",
+            source=self.inner.client_id,
+            correlation_id=correlation,
+            reply_to=inbox,
+            payload=encode(message),
+            content_type=CONTENT_TYPE,
+        )
+        loop = asyncio.get_running_loop()
         try:
-            self.inner.publish(
-                Envelope(
-                    topic=topic,
-                    type="request",
-                    source=self.inner.client_id,
-                    correlation_id=correlation,
-                    reply_to=inbox,
-                    payload=encode(message),
-                    content_type=CONTENT_TYPE,
+            for attempt in range(1, tries + 1):
+                self.inner.publish(msgspec.structs.replace(request))
+                if await box.wait(loop.time() + timeout):
+                    break
+                if attempt < tries:
+                    log.warning(
+                        "the event log did not answer on %s in %g s (try %d of %d): asking again",
+                        topic, timeout, attempt, tries,
+                    )  # fmt: skip
+            else:
+                raise LoomTimeoutError(
+                    f"the event log did not answer on {topic} in {tries} x {timeout:g} s"
                 )
-            )
-            if not await box.wait(asyncio.get_running_loop().time() + timeout):
-                raise LoomTimeoutError(f"the event log did not answer on {topic} in {timeout:g} s")
             reply = box.items.popleft()
         finally:
             self.inner.forget(inbox, correlation)

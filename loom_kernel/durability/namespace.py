@@ -49,7 +49,7 @@ class NamespacedTransport:
         await self.inner.connect(timeout)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        """Nothing of its own to close: the inner transport's owner closes it."""
 
     def publish(self, env: Envelope) -> None:
         topic = env.topic

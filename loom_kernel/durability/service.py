@@ -51,7 +51,7 @@ DEFAULT_EXCLUDE = (
     f"{reserved.REPLAY_PREFIX}*",
 )
 _BATCH = 20_000  # events per transaction at most
-_MAX_PENDING = 1_000_000  # events waiting for the writer before new ones are dropped
+_MAX_PENDING = 200_000  # events waiting for the writer before new ones are dropped
 _VERDICTS = 50_000  # topics whose verdict (record or not) is remembered
 
 
@@ -69,6 +69,7 @@ class EventLogServiceStatistics:
     commits: int
     requests: int
     malformed: int
+    shed: int  # events sent again, not taken while the writer was behind (sent later)
     rate: float  # events recorded per second, over the last interval
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +107,7 @@ class EventLogService:
         self._closed = False
         self.received = self.written = self.recorded = self.dropped = self.failed = 0
         self.batches = self.acks = self.commits = self.requests = self.malformed = 0
+        self.shed = 0  # events sent again while the writer was behind: not taken
         self._rate = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -278,13 +280,21 @@ class EventLogService:
 
     async def _on_store(self, env: Envelope) -> None:
         store: Store = decode(env.payload, Store)
+        if len(self._pending) > _MAX_PENDING // 2:
+            # Behind on writing: what is sent again is most likely waiting already, and
+            # taking it would feed a storm of resends. Its publisher keeps it and sends
+            # it again later (backing off), so nothing is lost by shedding it.
+            self.shed += len(store.events)
+            return
         for topic, header, payload in store.events:
             self.take(decode_frames([topic.encode(), header, payload]))
 
     async def _on_resume(self, env: Envelope) -> None:
         resume: Resume = decode(env.payload, Resume)
         compile_pattern(resume.pattern)
-        await self.flush(self.settings.request_timeout)
+        # no timeout: a slow answer is asked again, a refusal would make the subscriber
+        # go on without the log
+        await self.flush()
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(
             self._writer, self.log.resume, resume.cursor, resume.pattern
@@ -293,7 +303,7 @@ class EventLogService:
 
     async def _on_fetch(self, env: Envelope) -> None:
         fetch: Fetch = decode(env.payload, Fetch)
-        await self.flush(self.settings.request_timeout)
+        await self.flush()  # as for a resume
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(
             self._reader, self.log.fetch, fetch.ranges, max(1, min(fetch.limit, 20_000))
@@ -375,6 +385,7 @@ class EventLogService:
             commits=self.commits,
             requests=self.requests,
             malformed=self.malformed,
+            shed=self.shed,
             rate=round(self._rate, 1),
         )
 

@@ -35,7 +35,7 @@ import msgspec
 
 from ..bus.qos import Mailbox, MailboxStatistics
 from ..config import EventLogConfig
-from ..errors import LoomError, ProtocolError
+from ..errors import LoomError, LoomTimeoutError, ProtocolError
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
 from .wire import (
@@ -56,11 +56,12 @@ from .wire import (
 __all__ = ["Ask", "DurableMailbox", "DurableStatistics", "Recovery"]
 
 log = logging.getLogger("loom.eventlog")
-#: Sends a request to the event log: ``ask(topic, message, expected type, timeout)``.
-Ask = Callable[[str, Message, Any, float], Awaitable[Any]]
+#: Sends a request to the event log: ``ask(topic, message, expected type, timeout, tries)``.
+Ask = Callable[[str, Message, Any, float, int], Awaitable[Any]]
 _PAGE = 5000  # events per fetch
 _ROOM = 20_000  # queued events before a resume stops fetching for a while
 _RETRY = 0.2  # seconds between two asks for events a publisher will send again
+_PATIENCE = 10  # tries of a resume's requests before going on without the log
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class DurableStatistics(MailboxStatistics):
     replayed: int
     duplicates: int
     held: int
+    expired: int  # replayed events whose TTL ran out in the log: not delivered
 
 
 @dataclass
@@ -110,7 +112,7 @@ class DurableMailbox(Mailbox):
         self.pattern = pattern
         self.durable = True
         self.work = asyncio.Event()
-        self.replayed = self.duplicates = 0
+        self.replayed = self.duplicates = self.expired = 0
         self._commit = commit
         self._interval = commit_interval
         self._last: dict[Stream, int] = {}  # the last sequence number queued, per stream
@@ -167,6 +169,9 @@ class DurableMailbox(Mailbox):
             self.lost += seq - last - 1
         self._last[stream] = seq
         if replayed:
+            if env.ttl_ms and env.expired:  # its time ran out while it waited in the log
+                self.expired += 1
+                return
             self.replayed += 1
         self.push(env)
 
@@ -197,17 +202,18 @@ class DurableMailbox(Mailbox):
         repairs, self._repairs = self._repairs, {}
         return repairs
 
-    def settle(self, repairs: dict[Stream, _Repair], gap_timeout: float) -> bool:
+    def settle(self, repairs: dict[Stream, _Repair], wait: float, *, slow: bool = False) -> bool:
         """After a fetch: count what is still missing as lost, or keep asking for it
-        (True) while its publisher may still send it again; release held sources."""
+        (True) for up to ``wait`` seconds while its publisher may still send it again, or
+        while the log is too ``slow`` to answer; release held sources."""
         now = time.monotonic()
         waiting = False
         for stream, repair in repairs.items():
             last = self._last.get(stream, repair.after)
             if last >= repair.before - 1:
                 continue
-            if repair.acked and now - repair.since < gap_timeout and self.durable:
-                self._repairs[stream] = _Repair(last, repair.before, True, repair.since)
+            if (repair.acked or slow) and now - repair.since < wait and self.durable:
+                self._repairs[stream] = _Repair(last, repair.before, repair.acked, repair.since)
                 waiting = True
                 continue
             self.gaps += 1
@@ -298,6 +304,7 @@ class DurableMailbox(Mailbox):
             replayed=self.replayed,
             duplicates=self.duplicates,
             held=sum(len(h) for h in self._held.values()) + len(self._early or ()),
+            expired=self.expired,
         )
 
 
@@ -322,7 +329,7 @@ class Recovery:
             if commit is not None:
                 with contextlib.suppress(LoomError, TimeoutError):
                     timeout = min(self.settings.request_timeout, 1.0)
-                    await self.ask(reserved.EVENTLOG_COMMIT, commit, None, timeout)
+                    await self.ask(reserved.EVENTLOG_COMMIT, commit, None, timeout, 1)
 
     async def _resume(self) -> None:
         mailbox = self.mailbox
@@ -330,14 +337,11 @@ class Recovery:
             mailbox.resumed()
             return
         try:
-            resumed: Resumed = await self.ask(
-                reserved.EVENTLOG_RESUME,
-                Resume(mailbox.cursor, mailbox.pattern),
-                Resumed,
-                self.settings.request_timeout,
+            resumed: Resumed = await self._ask_patiently(
+                reserved.EVENTLOG_RESUME, Resume(mailbox.cursor, mailbox.pattern), Resumed
             )
             mailbox.start_from(resumed.positions)
-            async for events in self._pages(resumed.ranges):
+            async for events in self._pages(resumed.ranges, patient=True):
                 mailbox.offer_replayed(events)
                 await mailbox.wait_room()
         except (LoomError, TimeoutError) as exc:
@@ -357,24 +361,39 @@ class Recovery:
         if not repairs:
             return
         ranges = [Range(*stream, r.after, r.before) for stream, r in repairs.items()]
+        settings, slow = self.settings, False
         try:
             async for events in self._pages(ranges):
                 mailbox.offer_replayed(events)
-        except (LoomError, TimeoutError) as exc:
+        except LoomTimeoutError as exc:  # busy writing a burst: it may have them
+            slow = True
+            log.warning("the event log is slow to send missed events, asking again: %s", exc)
+        except LoomError as exc:
             log.warning("could not fetch missed events from the event log: %s", exc)
-        if mailbox.settle(repairs, self.settings.gap_timeout):
+        wait = settings.gap_timeout + (_PATIENCE * settings.request_timeout if slow else 0.0)
+        if mailbox.settle(repairs, wait, slow=slow):
             loop = asyncio.get_running_loop()
             loop.call_later(_RETRY, mailbox.work.set)
 
-    async def _pages(self, ranges: list[Range]) -> AsyncIterator[list[Envelope]]:
-        """The events of ``ranges``, a page at a time."""
+    async def _ask_patiently(self, topic: str, message: Message, expected: Any) -> Any:
+        """Ask, and keep asking while the log is slow to answer (busy writing a burst, or
+        starting): a subscription resuming holds its live events meanwhile, and giving up
+        would lose what it missed. ``LoomTimeoutError`` after ``_PATIENCE`` timeouts."""
+        timeout = self.settings.request_timeout
+        return await self.ask(topic, message, expected, timeout, _PATIENCE)
+
+    async def _pages(
+        self, ranges: list[Range], *, patient: bool = False
+    ) -> AsyncIterator[list[Envelope]]:
+        """The events of ``ranges``, a page at a time (``patient``: see
+        :meth:`_ask_patiently`)."""
         while ranges:
-            page: Fetched = await self.ask(
-                reserved.EVENTLOG_FETCH,
-                Fetch(ranges, _PAGE),
-                Fetched,
-                self.settings.request_timeout,
-            )
+            fetch = Fetch(ranges, _PAGE)
+            if patient:
+                page: Fetched = await self._ask_patiently(reserved.EVENTLOG_FETCH, fetch, Fetched)
+            else:
+                timeout = self.settings.request_timeout
+                page = await self.ask(reserved.EVENTLOG_FETCH, fetch, Fetched, timeout, 1)
             events = []
             highest: dict[Stream, int] = {}
             for record in page.events:

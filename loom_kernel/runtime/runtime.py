@@ -194,7 +194,7 @@ class Runtime:
 
     async def wait_bus(self, timeout: float | None = 10.0) -> None:
         """Return once the bus answers: at once, or when a failover is done (see
-        ``docs/failover.md``).
+        ``docs/durability.md``).
 
         Raises:
             BusError: the bus did not come back within ``timeout`` seconds.
@@ -236,8 +236,9 @@ class Runtime:
             await self._memory_store.aclose()
         if self._context is not None:
             await self._context.aclose()
-        if self._transport is not None:  # acks awaited, cursors' last commits written
-            await self._transport.aclose()
+        wrapped = self.connection is not None and self._transport is not self.connection.client
+        if self._transport is not None and wrapped:
+            await self._transport.aclose()  # acks awaited, cursors' last commits written
         await self._event_log.aclose()
         if self.connection is not None:
             await self.connection.aclose()

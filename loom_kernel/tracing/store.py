@@ -224,11 +224,33 @@ class SpanStore:
             self.dropped += len(rows) - self.max_spans
             rows = sorted(rows, key=lambda row: row[5])[-self.max_spans :]
         db = self._db()
+        for _ in range(_FULL_RETRIES):
+            stored = self._add_rows(db, rows)
+            if stored is not None:
+                return stored
+            # the file is full, and SQLite rolled the whole transaction back (the oldest
+            # dropped in it came back): make room in a transaction of its own, then retry
+            self._make_room(db, max(len(rows), _stored(db) // 200))
+        raise LoomError(
+            f"the span store {self.path} is full ([tracing] store_max_mb) and dropping its "
+            "oldest spans made no room: raise store_max_mb, or delete the file"
+        )
+
+    def _add_rows(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
+        """One transaction: drop the oldest spans to make room, insert ``rows``. Returns how
+        many were new, or None when the file was full (nothing changed)."""
         db.execute("BEGIN IMMEDIATE")
         try:
             before = _stored(db)
             dropped = self._drop_oldest(db, self._excess(db, before, len(rows)))
-            dropped += self._insert(db, rows)
+            try:
+                db.executemany(_INSERT, rows)  # a span already stored is ignored
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                return None
             stored = _stored(db) - before + dropped
             db.execute("COMMIT")
         except BaseException:
@@ -237,6 +259,17 @@ class SpanStore:
             raise
         self.dropped += dropped
         return stored
+
+    def _make_room(self, db: sqlite3.Connection, count: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = self._drop_oldest(db, count)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self.dropped += dropped
 
     def _excess(self, db: sqlite3.Connection, stored: int, incoming: int) -> int:
         """How many of the oldest spans to drop so that ``incoming`` more fit: under
@@ -253,25 +286,6 @@ class SpanStore:
         if room < need:
             excess = max(excess, math.ceil((need - room) / per_span))
         return excess
-
-    def _insert(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-        """Insert ``rows``; when the file is full (``max_page_count``), drop the oldest
-        spans and insert again. Returns how many were dropped."""
-        dropped = 0
-        for _ in range(_FULL_RETRIES):
-            try:
-                db.executemany(_INSERT, rows)  # rows already in (a retry) are ignored
-                return dropped
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
-                    raise
-            if not db.in_transaction:  # SQLite may have rolled the whole transaction back
-                db.execute("BEGIN IMMEDIATE")
-            dropped += self._drop_oldest(db, max(len(rows), _stored(db) // 200))
-        raise LoomError(
-            f"the span store {self.path} is full ([tracing] store_max_mb) and dropping its "
-            "oldest spans made no room: raise store_max_mb, or delete the file"
-        )
 
     def _drop_oldest(self, db: sqlite3.Connection, count: int) -> int:
         dropped = 0

@@ -12,7 +12,7 @@ malformed frames cannot crash it.
 
 A broker started with a ``beat_interval`` publishes ``loom.bus.beat`` from a thread of its
 own (neither its host's event loop nor the GIL-free proxy thread): clients that stop
-hearing it know the bus is gone (see ``failover.py``). A broker that replaces a dead one
+hearing it know the bus is gone (see ``connection.py``). A broker that replaces a dead one
 at the same address is started with a ``settle`` time: the proxy starts only once the
 subscribers had time to reconnect and resubscribe, so what publishers buffered while
 there was no bus is not thrown away at a broker with no subscription yet.
@@ -20,6 +20,7 @@ there was no bus is not thrown away at a broker with no subscription yet.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import threading
@@ -35,6 +36,8 @@ from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
 from .address import BusAddress
 
 __all__ = ["Broker", "BrokerStatistics", "broker_for"]
+
+_runs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -88,15 +91,17 @@ class Broker:
         self._hwm = hwm
         self._max_message_size = max_message_size
         self._thread: threading.Thread | None = None
-        self._control_url = f"inproc://loom-broker-control-{id(self):x}"
+        self.epoch = os.urandom(4).hex()
+        # unique names: id(self) is reused once an object is freed, maybe before the proxy
+        # thread of a broker that was never closed has let go of its sockets
+        self._control_url = f"inproc://loom-broker-control-{self.epoch}-{next(_runs)}"
         self._control: zmq.Socket | None = None
         self._lock = threading.Lock()
         self.beat_interval = beat_interval
-        self._beat_url = f"inproc://loom-broker-beat-{id(self):x}"
+        self._beat_url = f"inproc://loom-broker-beat-{self.epoch}-{next(_runs)}"
         self._stopping = threading.Event()
         self._proxying = threading.Event()
         self._beat_thread: threading.Thread | None = None
-        self.epoch = os.urandom(4).hex()
         self.addresses: list[BusAddress] = []
 
     @property

@@ -5,7 +5,8 @@
 Joins the project's bus (found from the working directory) and publishes ``{"n": i}``
 on TOPIC, paced to RATE events per second (0: as fast as it can), as the agent-less
 source ``publisher``; then waits until the event log acknowledged what it must (reliable
-topics) and prints ``sent <count> in <seconds>``.
+topics) and prints ``sent <count> in <seconds>``. Past ``[eventlog] max_in_flight`` it
+waits for the log's acknowledgements before going on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from loom_kernel import Envelope, open_runtime
+from loom_kernel import BusError, Envelope, open_runtime
 
 TOPIC, COUNT, RATE = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 
@@ -27,7 +28,11 @@ async def main() -> None:
         while sent < COUNT:
             due = COUNT if RATE <= 0 else min(COUNT, int((loop.time() - started) * RATE) + 1)
             while sent < due:
-                send(Envelope(topic=TOPIC, data={"n": sent}))
+                try:
+                    send(Envelope(topic=TOPIC, data={"n": sent}))
+                except BusError:  # [eventlog] max_in_flight: wait for the log's acks
+                    await rt.wait_acknowledged(30)
+                    continue
                 sent += 1
                 if sent % 1000 == 0:
                     break

@@ -518,6 +518,33 @@ def test_the_file_never_grows_past_max_mb(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_full_file_makes_room_for_spans_bigger_than_those_it_holds(tmp_path: Path) -> None:
+    # the room made before a batch is estimated from the spans held (small here): the big
+    # ones that come next fill the file, SQLite rolls the transaction back, and the store
+    # must drop more of its oldest for good and insert again, not give up
+    path = tmp_path / "traces.db"
+    store = SpanStore(path, max_mb=1)
+    try:
+        for batch in range(10):
+            store.add(
+                make_span(f"{batch:032x}", i + 1, None, "s", batch * 1000 + i, 1)
+                for i in range(1000)
+            )
+        assert store.statistics().dropped > 0  # full of small spans
+        big = {"payload": "y" * 4000}
+        for batch in range(10, 14):
+            spans = [
+                make_span(f"{batch:032x}", i + 1, None, f"big {batch}.{i}", batch * 1000 + i, 1,
+                          attributes=big)
+                for i in range(100)
+            ]  # fmt: skip
+            assert store.add(spans) == 100
+            assert store.statistics().file_bytes <= 2**20
+        assert store.query(limit=1)[0].name == "big 13.99"
+    finally:
+        store.close()
+
+
 def test_purge_truncates_the_wal(tmp_path: Path) -> None:
     path = tmp_path / "traces.db"
     store = SpanStore(path)

@@ -3,10 +3,12 @@
 Three worker processes run agents in ``[bus] mode = "auto"`` (any of them may host the
 bus); a ticker process and this test only join (``mode = "connect"``: they never host,
 so they can be neither killed with the host nor have to kill themselves). Each round
-kills one worker with SIGKILL, the bus's host or not, at random, and starts a new one
-in its place. Then every agent must answer again (the recovery time is printed against
-the 3 s failover target) on the same bus address, and the ticks the ticker published
-must all be either received or counted lost: the loss counters tell the truth.
+kills one worker with SIGKILL, the bus's host or another, at random (at least one of
+each kind; ``CHAOS_SEED`` replays a run), and starts a new one in its place. Then every
+agent must answer again (the time from the kill is printed against the 3 s failover
+target) on the same bus address, and the ticks the ticker published must all be either
+received or counted lost: the loss counters tell the truth. (Reliable topics with no
+loss at all need the event log: ``tests/kernel/durability``.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from loom_kernel import BusError, open_runtime
 from loom_kernel.config import parse_config
 from loom_kernel.errors import LoomTimeoutError
 from tests.conftest import wait_until
-from tests.kernel.bus.zeromq.test_failover import Children, record, wait_for_agent
+from tests.kernel.bus.zeromq.conftest import Children, record, wait_for_agent
 from tests.kernel.conftest import STARTUP
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(240)]
@@ -35,14 +37,14 @@ WORKERS = ["upper", "echo", "quoter-a"]  # processes, one agent each
 ASKED = ["child.echo", "quote.ask"]  # what must be answered again after each round
 
 
-async def answered(rt, topic: str, bound: float) -> float:
-    """Seconds until ``topic`` is answered (asking again after each failure)."""
+async def answered(rt, topic: str, bound: float) -> None:
+    """Return once ``topic`` is answered (asking again after each failure); bounded."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:
         try:
             await rt.request(topic, 1, timeout=0.25)
-            return loop.time() - started
+            return
         except (BusError, LoomTimeoutError):
             if loop.time() - started > bound:
                 raise
@@ -64,24 +66,34 @@ async def test_random_kills_of_agents_and_of_the_bus_host(
     monkeypatch.setenv("LOOM_CONFIG", str(joining / "loom.toml"))  # the ticker's configuration
     await children.start("ticker")
     monkeypatch.delenv("LOOM_CONFIG")
-    rng = random.Random(int(os.environ.get("CHAOS_SEED", time.time())))
+    seed = int(os.environ.get("CHAOS_SEED", time.time()))
+    print(f"CHAOS_SEED={seed}")
+    rng = random.Random(seed)
     async with open_runtime(config) as rt:
         ticks = await rt.subscribe("tick.n")
         for name in ("child-echo", "child-quoter-a", "child-upper", "child-ticker"):
             await wait_for_agent(rt, name)
         first = (await ticks.get(timeout=STARTUP)).data
         recoveries = []
-        for round_ in range(ROUNDS):
+        # at random, but at least one kill of each kind: the bus's host, an agent only
+        kinds = ["host", "agent"] + [rng.choice(["host", "agent"]) for _ in range(ROUNDS - 2)]
+        rng.shuffle(kinds)
+        for round_, kind in enumerate(kinds):
             host = record(project)["pid"]
-            name = rng.choice(sorted(workers))
+            hosting = [name for name, proc in workers.items() if proc.pid == host]
+            others = sorted(set(workers) - set(hosting))
+            name = rng.choice(hosting if kind == "host" and hosting else others)
             victim = workers[name]
+            killed = asyncio.get_running_loop().time()
             await children.kill(victim)
             workers[name] = await children.start(name)
-            seconds = max([await answered(rt, topic, 30.0) for topic in ASKED])
+            for topic in ASKED:
+                await answered(rt, topic, 30.0)
+            seconds = asyncio.get_running_loop().time() - killed
             recoveries.append(seconds)
             after = record(project)
             print(f"round {round_}: killed {name} (pid {victim.pid}, host: {victim.pid == host})"
-                  f"; answered again after {seconds:.2f} s (target {TARGET} s)")  # fmt: skip
+                  f"; answered {seconds:.2f} s after the kill (target {TARGET} s)")  # fmt: skip
             assert after["publish"] == address  # one bus, at one address, all along
             await wait_for_agent(rt, f"child-{name}")
         last = first

@@ -16,6 +16,7 @@ from .config import LoomConfig, load_config
 from .errors import (
     BusError,
     ConfigError,
+    HandlerTimeout,
     LLMError,
     LLMTimeout,
     LoomError,
@@ -50,6 +51,7 @@ __all__ = [
     "Endpoint",
     "Envelope",
     "FanInResult",
+    "HandlerTimeout",
     "LLMError",
     "LLMProvider",
     "LLMResponse",

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._eventlog_config import EventLogConfig
 from .errors import ConfigError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ENV_REFERENCE",
     "AgentConfig",
     "BusConfig",
+    "EventLogConfig",
     "LLMConfig",
     "LoomConfig",
     "MCPServerConfig",
@@ -121,6 +123,17 @@ class BusConfig(_Section):
         description="Largest frame (bytes) a bus socket accepts; a publisher refuses bigger "
         "events with a clear error, and a peer that sends one is disconnected.",
     )
+    beat_interval: float = Field(
+        default=0.25, gt=0, description="Seconds between two beats of a broker Loom starts."
+    )
+    lost_after: float = Field(
+        default=1.0, gt=0, description="Seconds without a beat (at least 3 beats) before "
+        "clients count the bus as lost: waiting requests fail, failover starts.",
+    )  # fmt: skip
+    takeover: bool = Field(
+        default=True, description="When the bus's host process dies, a process of the project "
+        'in mode "auto" takes the bus over at the same address.',
+    )  # fmt: skip
 
     @field_validator("url")
     @classmethod
@@ -150,6 +163,14 @@ class RuntimeConfig(_Section):
     mailbox_size: int = Field(
         default=10_000, ge=1, description="Default mailbox bound for 'realtime' subscriptions."
     )
+    handler_timeout: float | None = Field(
+        default=None, gt=0, description="Seconds a handler call may run before it is cancelled "
+        "(unset: no limit); @on_event(timeout=...) overrides it.",
+    )  # fmt: skip
+    namespace: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$", description="Run in a replay "
+        "namespace: every topic under 'replay.<namespace>.' (`loom replay --into`).",
+    )  # fmt: skip
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
@@ -377,6 +398,10 @@ class TracingConfig(_Section):
     store_max_spans: int = Field(
         default=1_000_000, ge=1000, description="The store keeps at most this many spans."
     )
+    store_max_mb: float = Field(
+        default=512.0, ge=1, description="The store's file stays within this many MiB "
+        "(oldest spans go first); its WAL adds a few tens of MiB at most.",
+    )  # fmt: skip
     collect: bool = Field(
         default=True,
         description="The process running the bus (embedded or `loom bus`) stores the spans "
@@ -395,6 +420,7 @@ class LoomConfig(_Section):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     memory: MemoryConfig = MemoryConfig()
     tracing: TracingConfig = TracingConfig()
+    eventlog: EventLogConfig = EventLogConfig()
     demo: dict[str, Any] = Field(
         default_factory=dict,
         description="The Market Analyst demo's own settings, checked by the demo "

@@ -11,6 +11,7 @@ import builtins
 __all__ = [
     "BusError",
     "ConfigError",
+    "HandlerTimeout",
     "LLMError",
     "LLMTimeout",
     "LoomError",
@@ -92,6 +93,11 @@ class RemoteError(LoomError):
         self.source = source
         self.error_type = error_type
         self.remote_message = f"{error_type}: {message}"
+
+
+class HandlerTimeout(LoomTimeoutError):
+    """A handler ran past its timeout (``@on_event(timeout=)``, ``[runtime]
+    handler_timeout``) and was cancelled."""
 
 
 class ToolTimeout(ToolError, LoomTimeoutError):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ SYSTEM = (
 )
 #: How much the evidence must move before the planner reverses a recent decision.
 NEW_EVIDENCE = {"trend_score": 0.25, "sentiment": 0.3}  # trend_score: signed strength
+PENDING_PLANS = 10_000  # decisions kept waiting for their order at most (oldest forgotten)
 
 
 @dataclass
@@ -69,7 +71,9 @@ class PlannerAgent(Agent):
         self.last_planned: dict[str, float] = {}
         self.busy: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.decisions: dict[str, str] = {}  # plan id -> memory id of its decision
+        # plan id -> memory id of its decision, until its order is final (bounded: a plan
+        # whose order never comes must not stay for ever)
+        self.decisions: OrderedDict[str, str] = OrderedDict()
         self.plans = 0
         self.last_fallback: str | None = None
         name = self.settings.planner.llm
@@ -107,9 +111,9 @@ class PlannerAgent(Agent):
     @on_event("trade.order.*")
     async def on_order(self, event, ctx: Context) -> None:
         order = event.data
-        if order.get("status") == "filled" and order.get("plan_id"):
-            decision = self.decisions.get(order["plan_id"])
-            if decision is not None:
+        if order.get("status") in ("filled", "cancelled", "rejected") and order.get("plan_id"):
+            decision = self.decisions.pop(order["plan_id"], None)
+            if decision is not None and order["status"] == "filled":
                 await ctx.memory.mark_executed(decision, {"order_id": order["id"]})
 
     async def on_stop(self, ctx: Context) -> None:
@@ -230,6 +234,8 @@ class PlannerAgent(Agent):
                 evidence=plan.evidence,
             )
             self.decisions[plan.id] = item.id
+            while len(self.decisions) > PENDING_PLANS:
+                self.decisions.popitem(last=False)
         return plan
 
     async def _no_flip_flop(

@@ -55,6 +55,7 @@ def on_event(
     mailbox_size: int | None = None,
     max_size: int = 100,
     max_delay: float = 0.05,
+    timeout: float | None = None,
 ) -> Callable[[F], F]:
     """Mark ``async def handler(self, event, ctx)`` as the handler of a topic pattern.
 
@@ -65,6 +66,11 @@ def on_event(
             mailbox, oldest dropped and counted) or ``"batched"`` (the handler gets lists).
         mailbox_size: mailbox bound (default: ``[runtime] mailbox_size`` for realtime).
         max_size, max_delay: batch limits for ``qos="batched"``.
+        timeout: seconds one call may run; past it the handler is cancelled, the error
+            is published on ``loom.agent.<id>.error`` and a requester gets an error reply
+            (:class:`~loom_kernel.errors.HandlerTimeout`). Default: ``[runtime]
+            handler_timeout`` (unset: no limit). A handler that blocks the loop without
+            awaiting cannot be cancelled: the runtime's watchdog reports it ``stalled``.
 
     Events of one subscription are handled one at a time, in order; different
     subscriptions of the same agent run concurrently.
@@ -72,11 +78,15 @@ def on_event(
     compile_pattern(pattern)
     if qos not in QOS_NAMES:
         raise ValueError(f"unknown qos {qos!r}: use one of {', '.join(QOS_NAMES)}")
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"timeout={timeout!r}: use a number of seconds > 0, or None")
 
     def mark(fn: F) -> F:
         _require_coroutine(fn, "@on_event")
         specs = list(getattr(fn, "__loom_handlers__", ()))
-        specs.append(HandlerSpec(pattern, qos, fn.__name__, mailbox_size, max_size, max_delay))
+        specs.append(
+            HandlerSpec(pattern, qos, fn.__name__, mailbox_size, max_size, max_delay, timeout)
+        )
         fn.__loom_handlers__ = tuple(specs)  # type: ignore[attr-defined]
         return fn
 

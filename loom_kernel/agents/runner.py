@@ -15,7 +15,7 @@ from typing import Any
 from ..bus.transport import Subscription
 from ..capabilities.tools import ToolInfo, ToolSignature
 from ..config import RuntimeConfig
-from ..errors import LoomError, ToolError
+from ..errors import HandlerTimeout, LoomError, ToolError
 from ..messaging.endpoint import current_event
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
@@ -51,6 +51,9 @@ class AgentStatistics:
     process: str = ""  # the bus client id of the agent's process
     pid: int = 0
     observer: bool = False  # an observer agent (``traced = False``): it watches the system
+    stalls: int = 0  # times the agent's event loop did not turn for ``stall_after``
+    longest_stall_ms: float = 0.0
+    timeouts: int = 0  # handler calls cancelled past their timeout
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,7 +92,8 @@ class AgentRunner:
         agent: the agent.
         ctx: its context (its endpoint subscribes and publishes for it).
         middleware: wraps every handler, outermost first (tracing, metrics...).
-        settings: ``[runtime]`` (mailbox bound, idle and stall thresholds).
+        settings: ``[runtime]`` (mailbox bound, idle and stall thresholds, handler
+            timeout).
     """
 
     def __init__(
@@ -107,7 +111,7 @@ class AgentRunner:
         self.version = 1
         self._routes: list[Route] = []
         self._run_task: asyncio.Task[None] | None = None
-        self._active: dict[int, float] = {}
+        self._active: dict[int, tuple[float, str]] = {}  # route → (started, what)
         self._state = "starting"
         self._started = time.monotonic()
         self._last_activity = 0.0
@@ -115,6 +119,9 @@ class AgentRunner:
         self.handled = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.stalls = 0
+        self.longest_stall = 0.0
+        self.timeouts = 0
         self.latency = LatencyRecorder()
         self.handler_time = LatencyRecorder()
 
@@ -272,6 +279,7 @@ class AgentRunner:
         for route in routes:
             if route.key in existing:
                 existing[route.key].handler = route.handler
+                existing[route.key].spec = route.spec
         removed = [route for key, route in existing.items() if key not in kept_keys]
         for route in removed:
             route.retired = True
@@ -304,19 +312,18 @@ class AgentRunner:
 
     async def _consume(self, route: Route) -> None:
         key = id(route)
-        ctx = self.ctx
         latency, handler_time = self.latency, self.handler_time
         async for item in route.sub:
             if route.retired:  # its handler is gone from the new version
                 return
             first: Envelope = item[0] if isinstance(item, list) else item
             started = time.monotonic()
-            self._active[key] = started
+            self._active[key] = (started, route.what)
             if first.ts:  # a foreign publisher may leave it out
                 latency.record((time.time_ns() - first.ts) / 1e9)
             token = current_event.set(first)
             try:
-                await route.handler(item, ctx)
+                await self._call(route, item, first)
             except Exception as exc:
                 self._record_error(route.spec.name, first, exc)
                 await self._answer_failure(first, exc)
@@ -327,6 +334,36 @@ class AgentRunner:
                 handler_time.record(ended - started)
                 self._last_activity = ended
                 self.handled += len(item) if isinstance(item, list) else 1
+
+    async def _call(self, route: Route, item: Any, first: Envelope) -> None:
+        """One handler call, cancelled past its timeout (``HandlerTimeout``)."""
+        timeout = route.spec.timeout or self.settings.handler_timeout
+        if timeout is None:
+            await route.handler(item, self.ctx)
+            return
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                await route.handler(item, self.ctx)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the handler's own timeout error
+            self.timeouts += 1
+            raise HandlerTimeout(
+                f"{route.what} of agent {self.agent.id!r} ran over its {timeout:g} s timeout on "
+                f"{first.topic!r} and was cancelled: make it faster, or raise "
+                "@on_event(..., timeout=) / [runtime] handler_timeout"
+            ) from None
+
+    def note_stall(self, seconds: float) -> None:
+        """The agent's event loop did not turn for ``seconds`` (the runtime's watchdog)."""
+        self.stalls += 1
+        self.longest_stall = max(self.longest_stall, seconds)
+
+    def active_handlers(self) -> list[tuple[float, str]]:
+        """``(started, handler)`` of the calls running now, oldest first (readable from
+        another thread: a copy)."""
+        return sorted(self._active.copy().values())
 
     def _tool_handler(self, signature: ToolSignature) -> Handler:
         async def serve(event: Envelope, ctx: Context) -> None:
@@ -388,7 +425,7 @@ class AgentRunner:
             return self._state
         now = time.monotonic()
         settings = self.settings
-        if self._active and now - min(self._active.values()) > settings.stall_after:
+        if self._active and now - min(self._active.values())[0] > settings.stall_after:
             return "stalled"
         waiting = any(len(route.sub.mailbox) for route in self._routes)
         last = max(self._last_activity, self.ctx.last_emit)
@@ -420,4 +457,7 @@ class AgentRunner:
             process=self.ctx.transport.client_id,
             pid=os.getpid(),
             observer=not self.agent.traced,
+            stalls=self.stalls,
+            longest_stall_ms=round(self.longest_stall * 1000, 1),
+            timeouts=self.timeouts,
         )

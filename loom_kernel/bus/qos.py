@@ -63,6 +63,21 @@ class Mailbox:
 
     def put_nowait(self, item: Any) -> None:
         self.received += 1
+        # push()'s body, inlined: this runs once per event in the receive loop
+        if len(self._items) >= self._maxsize:
+            self._overflow(item)
+        else:
+            self._items.append(item)
+        depth = len(self._items)
+        if depth > self.max_depth:
+            self.max_depth = depth
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push(self, item: Any) -> None:
+        """Queue an item for the consumer without counting it as received (a mailbox
+        that holds events back or replays them counts on arrival)."""
         if len(self._items) >= self._maxsize:
             self._overflow(item)
         else:
@@ -78,8 +93,9 @@ class Mailbox:
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 10_000 == 0:
             log.error(
-                "reliable mailbox full (%d events): %d dropped so far; the handler is too slow "
+                "%s mailbox full (%d events): %d dropped so far; the handler is too slow "
                 "for its input (use qos='realtime' or 'batched', or raise mailbox_size)",
+                self.qos,
                 self._maxsize,
                 self.dropped,
             )
@@ -176,8 +192,17 @@ def make_mailbox(
     maxsize: int | None = None,
     max_size: int = 100,
     max_delay: float = 0.05,
+    mailbox: Mailbox | None = None,
 ) -> Mailbox:
-    """Build the mailbox for a QoS name; raises ``ValueError`` naming the valid ones."""
+    """Build the mailbox for a QoS name; raises ``ValueError`` naming the valid ones.
+
+    ``mailbox``, when given, is used as it is: a layer above the bus (a durable
+    subscription, the event log's intake) brings its own.
+    """
+    if mailbox is not None:
+        if mailbox.qos != qos:
+            raise ValueError(f"a {mailbox.qos} mailbox cannot serve qos {qos!r}")
+        return mailbox
     if qos == "realtime":
         return RealtimeMailbox(10_000 if maxsize is None else maxsize)
     if qos == "reliable":

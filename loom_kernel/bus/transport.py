@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,6 +38,12 @@ class ClientStatistics:
     late_replies: int
     oversized: int = 0
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    #: The bus as this client sees it: ``{"state": "up" | "lost", "epoch", "lost",
+    #: "failovers", "last_outage_ms"}`` (empty for a transport that does not watch it).
+    bus: dict[str, Any] = field(default_factory=dict)
+    #: Reliable publishing through the event log: ``{"in_flight", "acked", "resent"}``
+    #: (empty for a transport that does not do it; see ``docs/durability.md``).
+    durability: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,11 +105,14 @@ class Subscription:
     """
 
     def __init__(self, transport: Transport, pattern: Pattern, mailbox: Mailbox, owner: str):
+        #: The transport the subscription was made through (``aclose`` goes back to it).
         self.transport = transport
         self.pattern = pattern
         self.mailbox = mailbox
         self.owner = owner
         self.closed = False
+        #: What the consumer sees of each item (a replay namespace strips its prefix).
+        self.view: Callable[[Any], Any] | None = None
 
     @property
     def qos(self) -> str:
@@ -113,16 +123,18 @@ class Subscription:
 
     async def __anext__(self) -> Any:
         try:
-            return await self.mailbox.get()
+            item = await self.mailbox.get()
         except MailboxClosed:
             raise StopAsyncIteration from None
+        return item if self.view is None else self.view(item)
 
     async def get(self, timeout: float | None = None) -> Any:
         """The next event (or batch); raises ``TimeoutError`` after ``timeout`` seconds."""
         try:
-            return await asyncio.wait_for(self.mailbox.get(), timeout)
+            item = await asyncio.wait_for(self.mailbox.get(), timeout)
         except MailboxClosed:
             raise BusError(f"subscription {self.pattern.text!r} is closed") from None
+        return item if self.view is None else self.view(item)
 
     def statistics(self) -> MailboxStatistics:
         return self.mailbox.statistics()
@@ -145,17 +157,33 @@ class ReplyBox:
 
     def __init__(self) -> None:
         self.items: deque[Envelope] = deque()
+        self.error: BusError | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, env: Envelope) -> None:
         self.items.append(env)
+        self._wake()
+
+    def fail(self, error: BusError) -> None:
+        """Give up waiting: the bus was lost, so :meth:`wait` raises ``error`` (replies
+        already there are still returned first)."""
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     async def wait(self, deadline: float) -> bool:
-        """Wait until an item is there or ``deadline`` (loop time) passes; True if one is."""
+        """Wait until an item is there or ``deadline`` (loop time) passes; True if one is.
+
+        Raises:
+            BusError: the transport lost the bus while waiting (see :meth:`fail`).
+        """
         loop = asyncio.get_running_loop()
         while not self.items:
+            if self.error is not None:
+                raise self.error
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False

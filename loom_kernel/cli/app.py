@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, deploy, init, mcp, run, tools, traces
+from . import bench, bus, deploy, eventlog, init, mcp, run, tools, traces
 
 app = typer.Typer(
     name="loom",
@@ -23,6 +23,8 @@ app.command("tools")(tools.tools)
 app.command("traces")(traces.traces)
 app.command("deploy")(deploy.deploy)
 app.command("trace")(traces.trace)
+app.command("log")(eventlog.log)
+app.command("replay")(eventlog.replay_command)
 app.add_typer(mcp.app, name="mcp")
 app.command("init")(init.init)
 app.add_typer(init.create_app, name="create")

@@ -15,11 +15,14 @@ from rich.console import Console
 from ..bus.zeromq import (
     Broker,
     BusAddress,
+    broker_for,
     discovery_lock,
     read_discovery,
+    read_record,
     remove_discovery,
     write_discovery,
 )
+from ..bus.zeromq.connection import SETTLE
 from ..config import LoomConfig, load_config
 from ..errors import BusError
 from ..protocol import reserved
@@ -60,11 +63,10 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = Broker(
-            [address], hwm=settings.bus.hwm, max_message_size=settings.bus.max_message_size
-        )
-        (bound,) = broker.start()
-        write_discovery(project, bound, "standalone")
+        broker = broker_for(settings.bus, [address])
+        # a restart after a crash: let the clients waiting at the address resubscribe first
+        (bound,) = broker.start(settle=SETTLE if read_record(project) is not None else 0.0)
+        write_discovery(project, bound, "standalone", broker.beat_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +80,9 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
             collector = await rt.start_span_collector()
             if collector is not None and not quiet:
                 console.print(f"storing spans in {collector.store.path}")
+            recorder = await rt.start_event_log()
+            if recorder is not None and not quiet:
+                console.print(f"recording events in {recorder.log.path}")
             await _report(rt, broker, stop, console, interval, quiet)
     finally:
         broker.close()

@@ -245,12 +245,15 @@ class _Board:
         self.first: dict[str, tuple[float, int]] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.tracing: dict[str, dict[str, Any]] = {}  # per process, from its stats
+        self.bus: dict[str, dict[str, Any]] = {}  # per process: its view of the bus
 
     async def pump(self, sub: Any) -> None:
         async for event in sub:
             data = event.data if isinstance(event.data, dict) else {}
             if event.topic.startswith("loom.client."):
-                self.tracing[data.get("client_id", event.source)] = data.get("tracing") or {}
+                process = data.get("client_id", event.source)
+                self.tracing[process] = data.get("tracing") or {}
+                self.bus[process] = data.get("bus") or {}
             elif event.topic == STATE_TOPIC:
                 for worker in data.get("workers", []):
                     for agent in worker["agents"]:
@@ -285,14 +288,33 @@ class _Board:
                     "rate_per_s": round(rate, 1) if rate is not None else None,
                     "errors": beat.get("errors", 0),
                     "last_error": beat.get("last_error") or worker.get("error"),
+                    "stalls": beat.get("stalls", 0),
+                    "blocked_by": beat.get("blocked_by") if status == "stalled" else None,
+                    "timeouts": beat.get("timeouts", 0),
                 }
             )
         return rows
 
     def notes(self) -> list[str]:
-        """What the agents table does not say: spans lost on the way to an OTLP backend."""
-        notes = (export_loss(process, tracing) for process, tracing in sorted(self.tracing.items()))
-        return [note for note in notes if note]
+        """What the agents table does not say: a blocked event loop, bus failovers, spans
+        lost on the way to an OTLP backend."""
+        notes = [
+            f"{row['agent']}: its process's event loop is blocked by {row['blocked_by']} "
+            "(a handler that does not await: run blocking work in asyncio.to_thread)"
+            for row in self.rows()
+            if row["blocked_by"]
+        ]
+        for process, bus in sorted(self.bus.items()):
+            if bus.get("state") == "lost":
+                notes.append(f"bus, {process}: lost, failing over")
+            elif bus.get("failovers"):
+                notes.append(
+                    f"bus, {process}: failed over {bus['failovers']} time(s), last outage "
+                    f"{bus.get('last_outage_ms', 0):g} ms (events lost meanwhile are counted "
+                    "in the subscribers' lost)"
+                )
+        lost = (export_loss(process, tracing) for process, tracing in sorted(self.tracing.items()))
+        return notes + [note for note in lost if note]
 
     def render(self) -> Group:
         return Group(self.table(), *(Text(note, style="yellow") for note in self.notes()))

@@ -34,6 +34,8 @@ class HandlerSpec:
         qos: ``reliable``, ``realtime`` or ``batched``.
         name: the method's name (a tool handler's is the tool's method).
         mailbox_size, max_size, max_delay: mailbox bound and batch limits.
+        timeout: seconds one call may run before it is cancelled (None: the runtime's
+            ``[runtime] handler_timeout``).
         agent: the id of the agent running it ("" until bound).
         traced: False for observer agents: no span of their own (the trace context
             still flows through what they emit).
@@ -45,6 +47,7 @@ class HandlerSpec:
     mailbox_size: int | None = None
     max_size: int = 100
     max_delay: float = 0.05
+    timeout: float | None = None
     agent: str = ""
     traced: bool = True
 

@@ -18,12 +18,20 @@ __all__ = [
     "ALL_SPANS",
     "BARRIER_PREFIX",
     "BROKER_STATS",
+    "BUS_BEAT",
     "CLIENT_STATS",
     "CODE_RELOAD",
+    "EVENTLOG_COMMIT",
+    "EVENTLOG_FETCH",
+    "EVENTLOG_PREFIX",
+    "EVENTLOG_RESUME",
+    "EVENTLOG_STATS",
+    "EVENTLOG_STORE",
     "HEARTBEATS",
     "LOGS",
     "LOOM_PREFIX",
     "PROBE_PREFIX",
+    "REPLAY_PREFIX",
     "REPLY_PREFIX",
     "SPANS_PREFIX",
     "SUPERVISOR_CONTROL",
@@ -35,6 +43,7 @@ __all__ = [
     "agent_error",
     "barrier",
     "client_stats",
+    "eventlog_ack",
     "heartbeat",
     "inbox",
     "is_reserved",
@@ -42,6 +51,7 @@ __all__ = [
     "log",
     "probe",
     "reloaded",
+    "replay_prefix",
     "spans",
     "tool_name",
     "tool_topic",
@@ -55,6 +65,8 @@ LOOM_PREFIX = "loom."
 PROBE_PREFIX = "loom.probe."
 #: ``loom.reply.<client>.<owner>``: the inbox where an owner's replies arrive.
 REPLY_PREFIX = "loom.reply."
+#: The broker's own beat: clients that stop hearing it fail the bus over.
+BUS_BEAT = "loom.bus.beat"
 
 # -- agents' reports ----------------------------------------------------------------
 #: ``loom.agent.<id>.heartbeat`` / ``.error``, ``loom.log.<id>``.
@@ -83,6 +95,19 @@ BARRIER_PREFIX = "loom.barrier."
 #: module defines reloads it (``rt.reload_module``) and replies; the others stay silent.
 #: The studio's editor asks it when the agents run in other processes.
 CODE_RELOAD = "loom.code.reload"
+
+# -- the event log (docs/durability.md) -----------------------------------------------
+EVENTLOG_PREFIX = "loom.eventlog."
+#: Requests to the event log: a durable subscription's cursor and the events it missed.
+EVENTLOG_RESUME = "loom.eventlog.resume"
+EVENTLOG_FETCH = "loom.eventlog.fetch"
+#: A subscriber's cursor moving on; a publisher's events sent again after no ack came.
+EVENTLOG_COMMIT = "loom.eventlog.commit"
+EVENTLOG_STORE = "loom.eventlog.store"
+#: The event log's statistics, every second.
+EVENTLOG_STATS = "loom.eventlog.stats"
+#: ``replay.<namespace>.<topic>``: events replayed into an isolated namespace.
+REPLAY_PREFIX = "replay."
 
 # -- loom run ---------------------------------------------------------------------------
 SUPERVISOR_STATE = "loom.supervisor.state"
@@ -143,6 +168,16 @@ def spans(client_id: str) -> str:
 
 def barrier(name: str) -> str:
     return f"{BARRIER_PREFIX}{name}"
+
+
+def eventlog_ack(client_id: str) -> str:
+    """``loom.eventlog.ack.<client>``: the event log acknowledging a publisher's events."""
+    return f"{EVENTLOG_PREFIX}ack.{client_id}"
+
+
+def replay_prefix(namespace: str) -> str:
+    """``replay.<namespace>.``: what every topic of a replay namespace starts with."""
+    return f"{REPLAY_PREFIX}{namespace}."
 
 
 #: Patterns for the reports above, for observers (the studio, ``loom logs``).

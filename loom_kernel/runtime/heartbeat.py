@@ -61,7 +61,8 @@ class Heartbeat:
         interval: seconds between two rounds.
         runners: the runners of the process, read at every round.
         endpoint: the process's own endpoint (transport statistics go out from it).
-        broker: the broker this process runs, if any.
+        broker: the broker this process runs, if any, read at every round (a process
+            may start running it by taking the bus over).
     """
 
     def __init__(
@@ -69,7 +70,7 @@ class Heartbeat:
         interval: float,
         runners: Callable[[], Iterable[AgentRunner]],
         endpoint: Endpoint,
-        broker: Broker | None = None,
+        broker: Callable[[], Broker | None] = lambda: None,
     ):
         self.interval = interval
         self.runners = runners
@@ -104,7 +105,6 @@ class Heartbeat:
         stats = transport.statistics()
         report = {**stats.to_dict(), "tracing": self.endpoint.tracer.statistics().to_dict()}
         self.endpoint.report(reserved.client_stats(stats.client_id), report, type="stats")
-        if self.broker is not None:
-            self.endpoint.report(
-                reserved.BROKER_STATS, self.broker.statistics().to_dict(), type="stats"
-            )
+        broker = self.broker()
+        if broker is not None:
+            self.endpoint.report(reserved.BROKER_STATS, broker.statistics().to_dict(), type="stats")

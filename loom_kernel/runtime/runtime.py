@@ -31,7 +31,7 @@ from typing import Any
 from ..agents.agent import Agent
 from ..agents.context import Context
 from ..agents.runner import AgentRunner, AgentStatistics
-from ..bus.transport import Subscription
+from ..bus.transport import Subscription, Transport
 from ..bus.zeromq.address import BusAddress
 from ..bus.zeromq.broker import Broker
 from ..bus.zeromq.client import BusClient
@@ -42,19 +42,24 @@ from ..capabilities.memory import Memory, MemoryStore
 from ..capabilities.toolkit import Capabilities
 from ..capabilities.tools import ToolInfo
 from ..config import LoomConfig, load_config
-from ..errors import LoomError, ReloadError
+from ..durability.service import EventLogService
+from ..durability.store import EventLog
+from ..errors import LoomError, ReloadError, TopicError
 from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
 from ..protocol.handlers import Middleware
 from ..protocol.spans import Span
+from ..protocol.topics import validate_topic
 from ..tracing.collector import SpanCollector
 from ..tracing.middleware import tracing_middleware
 from ..tracing.recorder import SpanRecorder
 from ..tracing.store import SpanStore
 from ..tracing.tracer import NO_TRACER, Tracer
+from .eventlog import EventLogHost, endpoint_transport
 from .heartbeat import Heartbeat, beat
 from .reload import ReloadResult, ReloadService, announce, load_module, new_version, swap
+from .watchdog import LoopWatchdog
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime", "run"]
 
@@ -88,10 +93,16 @@ class Runtime:
         capabilities: what agents use beyond the bus (tools, LLMs, memory).
     """
 
-    def __init__(self, config: LoomConfig, bus: str | None = None):
+    def __init__(self, config: LoomConfig, bus: str | None = None, namespace: str | None = None):
         self.config = config
         self._bus_url = bus
+        #: The replay namespace this runtime lives in (None: the real system).
+        self.namespace = namespace or config.runtime.namespace
+        if self.namespace is not None and "." in validate_topic(self.namespace):
+            raise TopicError(f"namespace {self.namespace!r} must be one topic segment")
         self.connection: BusConnection | None = None
+        self._transport: Transport | None = None
+        self._event_log = EventLogHost(config)
         recorder = SpanRecorder(config.tracing) if config.tracing.enabled else None
         self.tracing: Tracer = recorder or NO_TRACER
         self.middleware: list[Middleware] = [tracing_middleware(recorder)] if recorder else []
@@ -111,6 +122,7 @@ class Runtime:
         self._context: Context | None = None
         self._heartbeat: Heartbeat | None = None
         self._reloads: ReloadService | None = None
+        self._watchdog: LoopWatchdog | None = None
         self._closed = False
 
     # -- the bus -----------------------------------------------------------------------
@@ -121,6 +133,14 @@ class Runtime:
         if self.connection is None:
             raise LoomError("the runtime is not open yet: use `rt = await open_runtime()`")
         return self.connection.client
+
+    @property
+    def transport(self) -> Transport:
+        """What agents publish and subscribe through: the client, wrapped by the event
+        log's durable transport or a replay namespace (``docs/durability.md``)."""
+        if self._transport is None:
+            raise LoomError("the runtime is not open yet: use `rt = await open_runtime()`")
+        return self._transport
 
     @property
     def broker(self) -> Broker | None:
@@ -141,15 +161,17 @@ class Runtime:
 
     async def _open(self) -> Runtime:
         self.connection = await open_bus(
-            self.config.bus, self.config.project_dir, url=self._bus_url
+            self.config.bus, self.config.project_dir, url=self._bus_url, on_host=self._hosting
         )
-        transport = self.connection.client
-        self._endpoint = self._new_endpoint(transport.client_id)
+        client = self.connection.client
+        self._transport = await endpoint_transport(client, self.config, self.namespace)
+        self._endpoint = self._new_endpoint(client.client_id)
         self._context = Context(self._endpoint, self.capabilities, self.config, host=self)
         if self._recorder is not None:
             await self._recorder.start(self._export_spans)
         if self.connection.embedded:
             await self.start_span_collector()
+            await self.start_event_log()
         await self.actions.start(self._endpoint)
         # other processes (the studio's editor) ask this one to reload its agents' code
         self._reloads = ReloadService(self._endpoint, self._runners.values, self.reload_module)
@@ -158,14 +180,34 @@ class Runtime:
             self.config.runtime.heartbeat_interval,
             self._runners.values,
             self._endpoint,
-            self.connection.broker,
+            lambda: self.broker,
         )
         self._heartbeat.start()
+        settings = self.config.runtime
+        self._watchdog = LoopWatchdog(
+            settings.stall_after, settings.heartbeat_interval, self._runners.values, client
+        )
+        self._watchdog.start()
         return self
+
+    async def _hosting(self) -> None:
+        """This process took the bus over from a dead host: it stores the spans and
+        records the event log now."""
+        await self.start_span_collector()
+        await self.start_event_log()
+
+    async def wait_bus(self, timeout: float | None = 10.0) -> None:
+        """Return once the bus answers: at once, or when a failover is done (see
+        ``docs/durability.md``).
+
+        Raises:
+            BusError: the bus did not come back within ``timeout`` seconds.
+        """
+        await self.client.wait_bus(timeout)
 
     def _new_endpoint(self, source: str) -> Endpoint:
         return Endpoint(
-            self.client, source, tracer=self.tracing, max_hops=self.config.runtime.max_hops
+            self.transport, source, tracer=self.tracing, max_hops=self.config.runtime.max_hops
         )
 
     def _export_spans(self, batch: list[Span]) -> None:
@@ -177,6 +219,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.close()
         if self._heartbeat is not None:
             await self._heartbeat.aclose()
         if self._reloads is not None:
@@ -198,6 +242,10 @@ class Runtime:
             await self._memory_store.aclose()
         if self._context is not None:
             await self._context.aclose()
+        wrapped = self.connection is not None and self._transport is not self.connection.client
+        if self._transport is not None and wrapped:
+            await self._transport.aclose()  # acks awaited, cursors' last commits written
+        await self._event_log.aclose()
         if self.connection is not None:
             await self.connection.aclose()
 
@@ -332,12 +380,37 @@ class Runtime:
         await self._collector.start(self.client)
         return self._collector
 
+    async def start_event_log(self) -> EventLogService | None:
+        """Record the events on this bus in ``[eventlog] path`` and answer durable
+        subscriptions and reliable publishers (done by the process that runs the bus,
+        when ``[eventlog] enabled`` and ``embedded`` are on)."""
+        return await self._event_log.start(self.client)
+
+    @property
+    def event_log(self) -> EventLog:
+        """The project's event log file (``[eventlog] path``), for queries:
+        ``rt.event_log.query(since, until, topics)``."""
+        return self._event_log.log
+
+    async def wait_acknowledged(self, timeout: float | None = 10.0) -> None:
+        """Return once the event log has acknowledged every event this process published
+        on a reliable topic (``[eventlog] reliable``).
+
+        Raises:
+            LoomTimeoutError: some are still waiting after ``timeout`` seconds.
+        """
+        transport = self.transport
+        wait = getattr(transport, "wait_acknowledged", None)
+        if wait is not None:
+            await wait(timeout)
+
     def _new_span_store(self) -> SpanStore:
         settings = self.config.tracing
         return SpanStore(
             self.config.project_path(settings.store_path),
             retention_hours=settings.retention_hours,
             max_spans=settings.store_max_spans,
+            max_mb=settings.store_max_mb,
         )
 
     @property
@@ -449,7 +522,10 @@ class _RuntimeOpener:
 
 
 def open_runtime(
-    config: str | os.PathLike[str] | LoomConfig | None = None, *, bus: str | None = None
+    config: str | os.PathLike[str] | LoomConfig | None = None,
+    *,
+    bus: str | None = None,
+    namespace: str | None = None,
 ) -> _RuntimeOpener:
     """Open a runtime: join the project's bus, or embed one.
 
@@ -457,6 +533,8 @@ def open_runtime(
         config: a ``loom.toml`` path, a :class:`LoomConfig`, or None to look for
             ``loom.toml`` from the working directory upward (defaults if none).
         bus: a bus URL to join (``tcp://host:port``, ``ipc://path``); overrides discovery.
+        namespace: live in a replay namespace: every topic under ``replay.<namespace>.``
+            (overrides ``[runtime] namespace``; see ``loom replay --into``).
 
     Use ``async with open_runtime() as rt:`` in scripts, ``rt = await open_runtime()``
     in notebooks (then ``await rt.aclose()``).
@@ -466,7 +544,7 @@ def open_runtime(
         BusError: the named bus does not answer, or the embedded one cannot bind.
     """
     settings = config if isinstance(config, LoomConfig) else load_config(config)
-    return _RuntimeOpener(Runtime(settings, bus))
+    return _RuntimeOpener(Runtime(settings, bus, namespace))
 
 
 def run(

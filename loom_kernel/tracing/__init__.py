@@ -14,7 +14,7 @@ from .collector import SpanCollector
 from .middleware import tracing_middleware
 from .otlp import export_loss
 from .recorder import SpanRecorder
-from .store import SpanStore, TraceSummary
+from .store import SpanStore, StoreStatistics, TraceSummary
 from .tracer import NO_TRACER, NoopTracer, Tracer, TracingStatistics, traceparent_of
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "SpanCollector",
     "SpanRecorder",
     "SpanStore",
+    "StoreStatistics",
     "TraceSummary",
     "Tracer",
     "TracingStatistics",

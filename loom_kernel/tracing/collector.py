@@ -23,10 +23,17 @@ from ..protocol import reserved
 from ..protocol.spans import Span, valid_ids
 from .store import SpanStore
 
-__all__ = ["SpanCollector"]
+__all__ = ["BACKLOG", "PURGE_EVERY", "SpanCollector"]
 
 log = logging.getLogger("loom.tracing.store")
 _spans = msgspec.json.Decoder(list[Span])
+#: Seconds between two purges (retention time, WAL truncated); every write already
+#: keeps the store within its count and size limits.
+PURGE_EVERY = 10.0
+#: Span batches (up to 256 spans each) waiting to be stored at most: past it, when the
+#: store cannot keep up, the newest are dropped and counted (``dropped``) rather than
+#: held in memory (~30 s of the demo's spans, ~64 MB at worst).
+BACKLOG = 500
 
 
 class SpanCollector:
@@ -45,8 +52,9 @@ class SpanCollector:
     async def start(self, transport: Transport, owner: str = "span-collector") -> None:
         """Subscribe to every process's spans and store them until :meth:`aclose`."""
         self._sub = await transport.subscribe(
-            reserved.ALL_SPANS, qos="batched", owner=owner, max_size=64, max_delay=0.2
-        )
+            reserved.ALL_SPANS, qos="batched", owner=owner, max_size=64, max_delay=0.2,
+            maxsize=BACKLOG,
+        )  # fmt: skip
         self._task = asyncio.get_running_loop().create_task(
             self._collect(self._sub), name="loom:spans"
         )
@@ -69,7 +77,7 @@ class SpanCollector:
                         spans.append(span)
                     else:
                         self.malformed += 1
-            purge = time.monotonic() - last_purge > 60
+            purge = time.monotonic() - last_purge > PURGE_EVERY
             try:
                 self.stored += await loop.run_in_executor(self._executor, self._write, spans, purge)
             except (LoomError, sqlite3.Error) as exc:
@@ -77,6 +85,11 @@ class SpanCollector:
             if purge:
                 last_purge = time.monotonic()
             self._idle.set()
+
+    @property
+    def dropped(self) -> int:
+        """Span batches dropped because more than :data:`BACKLOG` waited to be stored."""
+        return self._sub.statistics().dropped if self._sub is not None else 0
 
     def _write(self, spans: list[Span], purge: bool) -> int:
         stored = self.store.add(spans)

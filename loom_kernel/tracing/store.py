@@ -9,12 +9,20 @@ afterwards, even when no agent runs (:class:`SpanStore`).
 >>> for summary in store.traces(limit=5): print(summary.root, summary.spans)
 >>> tree = store.trace(store.last_trace_id())
 >>> slow = store.query(name="chat", min_duration_ms=500, status="error")
+
+The store holds its limits exactly: before a batch goes in, the oldest spans make room
+for it under ``max_spans`` (a count kept by triggers, so reading it costs nothing), and
+SQLite's ``max_page_count`` stops the file at ``max_mb`` (an insert that would grow it
+past makes the oldest go first, then goes in). The WAL is checkpointed by SQLite every
+1,000 pages and truncated to :data:`WAL_LIMIT` after; ``purge`` drops what is past the
+retention time in chunks and truncates the WAL.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -28,30 +36,85 @@ import msgspec
 
 from ..errors import LoomError
 from ..protocol.spans import Span, SpanEvent
+from .span_filters import (
+    TraceFilters,
+    Where,
+    attribute_path,
+    check_age,
+    check_count,
+    check_limit,
+    check_status,
+    check_text,
+    duration_ns,
+    epoch_ns,
+)
 
-__all__ = ["SpanStore", "TraceSummary"]
+__all__ = ["WAL_LIMIT", "SpanStore", "StoreStatistics", "TraceSummary"]
 
 log = logging.getLogger("loom.tracing.store")
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spans (
+_SCHEMA_VERSION = 2
+_SCHEMA = (
+    # version 1: the spans and their indexes
+    """CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT, name TEXT NOT NULL,
     kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
     duration_ns INTEGER NOT NULL, status TEXT NOT NULL, status_message TEXT,
     service TEXT, agent TEXT, attributes TEXT NOT NULL, events TEXT NOT NULL,
     links TEXT NOT NULL, sampled INTEGER NOT NULL,
     PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent, start_ns);
-CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns);
-"""
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns)",
+    "CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent, start_ns)",
+    "CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns)",
+    # version 2: the span count, kept by triggers (COUNT(*) reads every row)
+    "CREATE TABLE IF NOT EXISTS span_count (n INTEGER NOT NULL)",
+    "INSERT INTO span_count SELECT COUNT(*) FROM spans WHERE NOT EXISTS (SELECT 1 FROM span_count)",
+    "CREATE TRIGGER IF NOT EXISTS spans_added AFTER INSERT ON spans "
+    "BEGIN UPDATE span_count SET n = n + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS spans_removed AFTER DELETE ON spans "
+    "BEGIN UPDATE span_count SET n = n - 1; END",
+)
+#: Bytes the WAL is truncated to after a checkpoint.
+WAL_LIMIT = 8 * 2**20
+_CHUNK = 5_000  # spans deleted per statement when purging
+_FULL_RETRIES = 20  # rounds of "drop the oldest, insert again" when the file is full
+_ROOM_MARGIN = 1.2  # room made for a batch, in pages a span takes on average
+_PAGES = ("page_count", "freelist_count")
+_INSERT = (
+    "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, "
+    "duration_ns, status, status_message, service, agent, attributes, events, links, sampled) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DROP_OLDEST = (
+    "DELETE FROM spans WHERE (trace_id, span_id) IN "
+    "(SELECT trace_id, span_id FROM spans ORDER BY start_ns LIMIT ?)"
+)
+_DROP_BEFORE = (
+    "DELETE FROM spans WHERE (trace_id, span_id) IN "
+    "(SELECT trace_id, span_id FROM spans WHERE start_ns < ? ORDER BY start_ns LIMIT ?)"
+)
 _COLUMNS = (
     "trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, "
     "service, agent, attributes, events, links, sampled"
 )
 _events = msgspec.json.Decoder(list[SpanEvent])
 Since = float | datetime | timedelta | None
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """The store's size against its limits, and what the limits removed."""
+
+    spans: int
+    max_spans: int
+    file_bytes: int
+    wal_bytes: int
+    max_bytes: int | None
+    dropped: int  # oldest spans removed to stay under max_spans / max_mb (by this object)
+    purged: int  # spans removed past the retention time (by this object)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -77,14 +140,25 @@ class SpanStore:
         path: the file (created with its folder on first use).
         retention_hours: spans older than this are purged by :meth:`purge`.
         max_spans: the store keeps at most this many spans (oldest go first).
+        max_mb: the database file stays within this many MiB (None: no size limit;
+            oldest go first). The WAL beside it adds at most a few MiB.
     """
 
     def __init__(
-        self, path: str | Path, *, retention_hours: float = 24.0, max_spans: int = 1_000_000
+        self,
+        path: str | Path,
+        *,
+        retention_hours: float = 24.0,
+        max_spans: int = 1_000_000,
+        max_mb: float | None = None,
     ):
         self.path = Path(path)
         self.retention_hours = retention_hours
         self.max_spans = max_spans
+        self.max_bytes = int(max_mb * 2**20) if max_mb is not None else None
+        self.dropped = 0
+        self.purged = 0
+        self._max_pages: int | None = None
         self._local = threading.local()
 
     def _db(self) -> sqlite3.Connection:
@@ -95,9 +169,13 @@ class SpanStore:
                 db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
                 if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
-                    db.executescript(_SCHEMA)
-                    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                    _migrate(db)
+                if self.max_bytes is not None:
+                    page = db.execute("PRAGMA page_size").fetchone()[0]
+                    self._max_pages = max(16, self.max_bytes // page)
+                    db.execute(f"PRAGMA max_page_count = {self._max_pages}")
             except (sqlite3.Error, OSError) as exc:
                 raise LoomError(
                     f"cannot open the span store {self.path}: {exc} (set [tracing] store_path "
@@ -115,7 +193,10 @@ class SpanStore:
     # -- writing ---------------------------------------------------------------------
 
     def add(self, spans: Iterable[Span]) -> int:
-        """Store spans (a span already stored is ignored); returns how many were new."""
+        """Store spans (a span already stored is ignored); returns how many were new.
+
+        The oldest spans go first to keep the store within ``max_spans`` and ``max_mb``.
+        """
         rows = [
             (
                 s.trace_id,
@@ -139,37 +220,122 @@ class SpanStore:
         ]
         if not rows:
             return 0
+        if len(rows) > self.max_spans:  # a batch bigger than the store: its newest spans
+            self.dropped += len(rows) - self.max_spans
+            rows = sorted(rows, key=lambda row: row[5])[-self.max_spans :]
         db = self._db()
-        before = db.total_changes
+        for _ in range(_FULL_RETRIES):
+            stored = self._add_rows(db, rows)
+            if stored is not None:
+                return stored
+            # the file is full, and SQLite rolled the whole transaction back (the oldest
+            # dropped in it came back): make room in a transaction of its own, then retry
+            self._make_room(db, max(len(rows), _stored(db) // 200))
+        raise LoomError(
+            f"the span store {self.path} is full ([tracing] store_max_mb) and dropping its "
+            "oldest spans made no room: raise store_max_mb, or delete the file"
+        )
+
+    def _add_rows(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
+        """One transaction: drop the oldest spans to make room, insert ``rows``. Returns how
+        many were new, or None when the file was full (nothing changed)."""
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, "
-                "end_ns, duration_ns, status, status_message, service, agent, attributes, events, "
-                "links, sampled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            before = _stored(db)
+            dropped = self._drop_oldest(db, self._excess(db, before, len(rows)))
+            try:
+                db.executemany(_INSERT, rows)  # a span already stored is ignored
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                return None
+            stored = _stored(db) - before + dropped
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        return db.total_changes - before
+        self.dropped += dropped
+        return stored
+
+    def _make_room(self, db: sqlite3.Connection, count: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = self._drop_oldest(db, count)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self.dropped += dropped
+
+    def _excess(self, db: sqlite3.Connection, stored: int, incoming: int) -> int:
+        """How many of the oldest spans to drop so that ``incoming`` more fit: under
+        ``max_spans``, and (an estimate from the pages a span takes now) under ``max_mb``,
+        so that the file rarely has to say it is full."""
+        excess = stored + incoming - self.max_spans
+        limit = self._max_pages
+        if limit is None or stored == 0:
+            return excess
+        pages, free = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in _PAGES)
+        per_span = pages / stored
+        room = free + limit - pages
+        need = incoming * per_span * _ROOM_MARGIN
+        if room < need:
+            excess = max(excess, math.ceil((need - room) / per_span))
+        return excess
+
+    def _drop_oldest(self, db: sqlite3.Connection, count: int) -> int:
+        dropped = 0
+        while count > 0:
+            done = db.execute(_DROP_OLDEST, (min(count, _CHUNK),)).rowcount
+            if done <= 0:
+                break
+            dropped += done
+            count -= done
+        return dropped
 
     def purge(self, now: float | None = None) -> int:
-        """Drop spans past the retention time and beyond ``max_spans``; returns how many."""
+        """Drop spans past the retention time (and beyond ``max_spans``, had the limit been
+        lowered), in chunks, then truncate the WAL; returns how many went."""
         db = self._db()
         clock = now if now is not None else time.time()
         cutoff = int((clock - self.retention_hours * 3600) * 1e9)
-        before = db.total_changes
-        db.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,))
-        count = db.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
-        if count > self.max_spans:
-            db.execute(
-                "DELETE FROM spans WHERE (trace_id, span_id) IN (SELECT trace_id, span_id "
-                "FROM spans ORDER BY start_ns LIMIT ?)",
-                (count - self.max_spans,),
-            )
-        return db.total_changes - before
+        purged = dropped = 0
+        while True:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                done = db.execute(_DROP_BEFORE, (cutoff, _CHUNK)).rowcount
+                dropped += self._drop_oldest(db, _stored(db) - self.max_spans)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            purged += done
+            if done < _CHUNK:
+                break
+        self.purged += purged
+        self.dropped += dropped
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # busy readers: a later one succeeds
+        return purged + dropped
+
+    def statistics(self) -> StoreStatistics:
+        """The store's size and limits now."""
+        db = self._db()
+        pages, size = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
+        wal = self.path.with_name(self.path.name + "-wal")
+        return StoreStatistics(
+            spans=_stored(db),
+            max_spans=self.max_spans,
+            file_bytes=pages * size,
+            wal_bytes=wal.stat().st_size if wal.exists() else 0,
+            max_bytes=self.max_bytes,
+            dropped=self.dropped,
+            purged=self.purged,
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -196,23 +362,23 @@ class SpanStore:
         Raises:
             LoomError: a filter of the wrong type or value (the message says which).
         """
-        where = _Where()
+        where = Where()
         for column, value in (("trace_id", trace_id), ("agent", agent), ("service", service)):
             if value is not None:
-                where.add(f"{column} = ?", _text(value, column))
+                where.add(f"{column} = ?", check_text(value, column))
         if status is not None:
-            where.add("status = ?", _status(status))
+            where.add("status = ?", check_status(status))
         if name is not None:
-            where.add("instr(name, ?) > 0", _text(name, "name"))
+            where.add("instr(name, ?) > 0", check_text(name, "name"))
         if min_duration_ms is not None:
-            where.add("duration_ns >= ?", _duration_ns(min_duration_ms))
+            where.add("duration_ns >= ?", duration_ns(min_duration_ms))
         if since is not None:
-            where.add("start_ns >= ?", _ns(since, "since"))
+            where.add("start_ns >= ?", epoch_ns(since, "since"))
         if until is not None:
-            where.add("start_ns <= ?", _ns(until, "until"))
+            where.add("start_ns <= ?", epoch_ns(until, "until"))
         if attribute is not None:
-            where.add("json_extract(attributes, ?) = ?", *_attribute(attribute))
-        _check_limit(limit)
+            where.add("json_extract(attributes, ?) = ?", *attribute_path(attribute))
+        check_limit(limit)
         sql = f"SELECT {_COLUMNS} FROM spans{where.sql} ORDER BY start_ns DESC LIMIT ?"
         return [_span(row) for row in self._db().execute(sql, [*where.params, limit])]
 
@@ -220,7 +386,7 @@ class SpanStore:
         """Every stored span of one trace, in start order."""
         rows = self._db().execute(
             f"SELECT {_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns",
-            (_text(trace_id, "trace_id"),),
+            (check_text(trace_id, "trace_id"),),
         )
         return [_span(row) for row in rows]
 
@@ -249,29 +415,32 @@ class SpanStore:
         Raises:
             LoomError: a filter of the wrong type or value.
         """
-        _check_limit(limit)
-        filters = _TraceFilters()
+        check_limit(limit)
+        filters = TraceFilters()
         if not isinstance(errors_only, bool):
             raise LoomError(f"errors_only={errors_only!r}: use True or False")
         if agent is not None:
             filters.where(
-                "trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)", _text(agent, "agent")
+                "trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)",
+                check_text(agent, "agent"),
             )
         if name is not None:
             filters.where(
                 "trace_id IN (SELECT trace_id FROM spans WHERE instr(name, ?) > 0)",
-                _text(name, "name"),
+                check_text(name, "name"),
             )
         if since is not None:
-            start = _ns(since, "since")
+            start = epoch_ns(since, "since")
             filters.where("trace_id IN (SELECT trace_id FROM spans WHERE start_ns >= ?)", start)
             filters.having("MIN(start_ns) >= ?", start)
         if errors_only:
             filters.having("SUM(status = 'error') > 0")
         if min_spans is not None:
-            filters.having("COUNT(*) >= ?", _count(min_spans, "min_spans"))
+            filters.having("COUNT(*) >= ?", check_count(min_spans, "min_spans"))
         if settled is not None:
-            filters.having("MAX(end_ns) <= ?", _ns(timedelta(seconds=_age(settled)), "settled"))
+            filters.having(
+                "MAX(end_ns) <= ?", epoch_ns(timedelta(seconds=check_age(settled)), "settled")
+            )
         sql = (
             "SELECT trace_id, MIN(start_ns), MAX(end_ns), COUNT(*), "
             "SUM(status = 'error'), GROUP_CONCAT(DISTINCT agent) FROM spans"
@@ -308,7 +477,7 @@ class SpanStore:
         Raises:
             LoomError: no such trace, or the prefix is ambiguous.
         """
-        text = _text(prefix, "trace id").lower()
+        text = check_text(prefix, "trace id").lower()
         rows = (
             self._db()
             .execute(
@@ -338,7 +507,27 @@ class SpanStore:
         return found[0].trace_id if found else None
 
     def count(self) -> int:
-        return self._db().execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        """How many spans the store holds (kept by triggers: no scan)."""
+        return _stored(self._db())
+
+
+def _stored(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT n FROM span_count").fetchone()[0]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema to the current version, in one transaction (two processes may
+    open an old file at once)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _span(row: tuple[Any, ...]) -> Span:
@@ -353,107 +542,3 @@ def _span(row: tuple[Any, ...]) -> Span:
         [tuple(link) for link in json.loads(links)],
         bool(sampled),
     )
-
-
-class _TraceFilters:
-    """The WHERE (on spans) and HAVING (on whole traces) clauses of a traces query."""
-
-    def __init__(self) -> None:
-        self._where: list[str] = []
-        self._having: list[str] = []
-        self._where_params: list[Any] = []
-        self._having_params: list[Any] = []
-
-    def where(self, condition: str, *params: Any) -> None:
-        self._where.append(condition)
-        self._where_params.extend(params)
-
-    def having(self, condition: str, *params: Any) -> None:
-        self._having.append(condition)
-        self._having_params.extend(params)
-
-    @property
-    def sql(self) -> str:
-        where = " WHERE " + " AND ".join(self._where) if self._where else ""
-        having = " HAVING " + " AND ".join(self._having) if self._having else ""
-        return f"{where} GROUP BY trace_id{having}"
-
-    @property
-    def params(self) -> list[Any]:
-        return [*self._where_params, *self._having_params]
-
-
-def _count(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise LoomError(f"{what}={value!r}: use an int >= 1")
-    return value
-
-
-def _age(value: Any) -> float:
-    if not _number(value) or value < 0:
-        raise LoomError(f"settled={value!r}: use a number of seconds >= 0")
-    return float(value)
-
-
-class _Where:
-    """The WHERE clause of a query, built one condition at a time."""
-
-    def __init__(self) -> None:
-        self.conditions: list[str] = []
-        self.params: list[Any] = []
-
-    def add(self, condition: str, *params: Any) -> None:
-        self.conditions.append(condition)
-        self.params.extend(params)
-
-    @property
-    def sql(self) -> str:
-        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
-
-
-def _status(status: Any) -> str:
-    if status not in ("ok", "error", "unset"):
-        raise LoomError(f"status={status!r}: use 'ok', 'error' or 'unset'")
-    return str(status)
-
-
-def _duration_ns(min_duration_ms: Any) -> int:
-    if not _number(min_duration_ms) or min_duration_ms < 0:
-        raise LoomError(f"min_duration_ms={min_duration_ms!r}: use a number >= 0")
-    return int(min_duration_ms * 1e6)
-
-
-def _attribute(attribute: Any) -> tuple[str, Any]:
-    if not (isinstance(attribute, tuple) and len(attribute) == 2):
-        raise LoomError(f"attribute={attribute!r}: use a (key, value) pair")
-    key, value = attribute
-    if not isinstance(key, str) or not key or '"' in key:
-        raise LoomError(f"attribute={attribute!r}: use a non-empty str key without '\"'")
-    if not isinstance(value, str | int | float | bool):
-        raise LoomError(f"attribute={attribute!r}: compare with a str, int, float or bool value")
-    return f'$."{key}"', value
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_limit(limit: Any) -> None:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
-        raise LoomError(f"limit={limit!r}: use an int from 1 to 100000")
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise LoomError(f"{what}={value!r}: use a non-empty str")
-    return value
-
-
-def _ns(value: Any, what: str) -> int:
-    if isinstance(value, timedelta):
-        return int((time.time() - value.total_seconds()) * 1e9)
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1e9)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1e9)
-    raise LoomError(f"{what}={value!r}: use epoch seconds, a datetime or a timedelta")

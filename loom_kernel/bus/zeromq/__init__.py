@@ -2,13 +2,15 @@
 :class:`~loom_kernel.bus.Transport`), and how a process finds or starts its project's bus."""
 
 from .address import BusAddress
-from .broker import Broker, BrokerStatistics
+from .broker import Broker, BrokerStatistics, broker_for
 from .client import BusClient
-from .connect import BusConnection, open_bus
+from .connect import open_bus
+from .connection import BusConnection
 from .discovery import (
     DiscoveryRecord,
     discovery_lock,
     read_discovery,
+    read_record,
     remove_discovery,
     write_discovery,
 )
@@ -20,9 +22,11 @@ __all__ = [
     "BusClient",
     "BusConnection",
     "DiscoveryRecord",
+    "broker_for",
     "discovery_lock",
     "open_bus",
     "read_discovery",
+    "read_record",
     "remove_discovery",
     "write_discovery",
 ]

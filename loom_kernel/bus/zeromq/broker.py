@@ -9,20 +9,35 @@ The broker subscribes upstream to everything, so a subscription is live for ever
 publisher as soon as the broker's XPUB socket has processed it (see ``client.py``
 for how a subscriber waits for that). It forwards frames without parsing them:
 malformed frames cannot crash it.
+
+A broker started with a ``beat_interval`` publishes ``loom.bus.beat`` from a thread of its
+own (neither its host's event loop nor the GIL-free proxy thread): clients that stop
+hearing it know the bus is gone (see ``connection.py``). A broker that replaces a dead one
+at the same address is started with a ``settle`` time: the proxy starts only once the
+subscribers had time to reconnect and resubscribe, so what publishers buffered while
+there was no bus is not thrown away at a broker with no subscription yet.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import struct
 import threading
+import time
 from dataclasses import dataclass
 
 import zmq
 
+from ...config import BusConfig
 from ...errors import BusError
+from ...protocol import reserved
+from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
 from .address import BusAddress
 
-__all__ = ["Broker", "BrokerStatistics"]
+__all__ = ["Broker", "BrokerStatistics", "broker_for"]
+
+_runs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -53,8 +68,11 @@ class Broker:
         hwm: high-water mark of both sockets, in messages.
         max_message_size: the largest frame a publisher may send; one that sends a bigger
             frame is disconnected by ZeroMQ (its events are lost, seen as sequence gaps).
+        beat_interval: seconds between two ``loom.bus.beat`` (None: no beat).
 
     ``start()`` binds in the calling thread, so a port in use fails there, clearly.
+    ``epoch`` names this broker's run: a client that hears a new one knows the bus it
+    is on was replaced.
     """
 
     def __init__(
@@ -64,6 +82,7 @@ class Broker:
         context: zmq.Context | None = None,
         hwm: int = 100_000,
         max_message_size: int = -1,
+        beat_interval: float | None = None,
     ):
         if not addresses:
             raise BusError("a broker needs at least one address to bind")
@@ -72,17 +91,31 @@ class Broker:
         self._hwm = hwm
         self._max_message_size = max_message_size
         self._thread: threading.Thread | None = None
-        self._control_url = f"inproc://loom-broker-control-{id(self):x}"
+        self.epoch = os.urandom(4).hex()
+        # unique names: id(self) is reused once an object is freed, maybe before the proxy
+        # thread of a broker that was never closed has let go of its sockets
+        self._control_url = f"inproc://loom-broker-control-{self.epoch}-{next(_runs)}"
         self._control: zmq.Socket | None = None
         self._lock = threading.Lock()
+        self.beat_interval = beat_interval
+        self._beat_url = f"inproc://loom-broker-beat-{self.epoch}-{next(_runs)}"
+        self._stopping = threading.Event()
+        self._proxying = threading.Event()
+        self._beat_thread: threading.Thread | None = None
         self.addresses: list[BusAddress] = []
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> list[BusAddress]:
-        """Bind every address and start proxying; returns the bound addresses."""
+    def start(self, settle: float = 0.0) -> list[BusAddress]:
+        """Bind every address and start proxying; returns the bound addresses.
+
+        Args:
+            settle: seconds to let subscribers (re)connect before forwarding anything
+                (a broker taking over a dead one's address); publishers' events wait
+                in ZeroMQ's queues meanwhile.
+        """
         if self._thread is not None:
             raise BusError("broker already started")
         ctx = self._context
@@ -97,6 +130,8 @@ class Broker:
         try:
             for address in self._requested:
                 self.addresses.append(_bind_pair(xsub, xpub, address))
+            if self.beat_interval is not None:
+                xsub.bind(self._beat_url)
         except BusError:
             self.addresses = []
             for sock in (xsub, xpub, control_server):
@@ -109,13 +144,23 @@ class Broker:
         self._control = ctx.socket(zmq.PAIR)
         self._control.connect(self._control_url)
         self._thread = threading.Thread(
-            target=self._run, args=(xsub, xpub, control_server), name="loom-broker", daemon=True
+            target=self._run,
+            args=(xsub, xpub, control_server, settle),
+            name="loom-broker",
+            daemon=True,
         )
         self._thread.start()
+        if self.beat_interval is not None:
+            self._beat_thread = threading.Thread(
+                target=self._beat, args=(self.beat_interval,), name="loom-bus-beat", daemon=True
+            )
+            self._beat_thread.start()
         return list(self.addresses)
 
-    def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+    def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, settle: float) -> None:
         try:
+            _settle(xpub, settle)
+            self._proxying.set()
             zmq.proxy_steerable(xsub, xpub, None, control)
         except zmq.ContextTerminated:
             pass
@@ -123,10 +168,31 @@ class Broker:
             for sock in (xsub, xpub, control):
                 sock.close(0)
 
+    def _beat(self, interval: float) -> None:
+        """Publish ``loom.bus.beat`` every ``interval`` until :meth:`close` (own socket)."""
+        pub = self._context.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.connect(self._beat_url)
+        payload, content_type = encode_data(
+            {"epoch": self.epoch, "pid": os.getpid(), "interval": interval}
+        )
+        source = f"bus-{self.epoch}"
+        try:
+            while not self._stopping.wait(interval):
+                env = Envelope(
+                    topic=reserved.BUS_BEAT, type="beat", source=source, payload=payload,
+                    content_type=content_type, id=new_id(), ts=time.time_ns(),
+                )  # fmt: skip
+                pub.send_multipart(encode_frames(env))
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            pub.close(0)
+
     def statistics(self) -> BrokerStatistics:
         """Messages and bytes through the broker since it started."""
         with self._lock:
-            if not self.running or self._control is None:
+            if not (self.running and self._proxying.is_set()) or self._control is None:
                 return BrokerStatistics(0, 0, 0, 0)
             self._control.send(b"STATISTICS")
             if not self._control.poll(1000):
@@ -146,6 +212,10 @@ class Broker:
         with self._lock:
             if self._control is None:
                 return
+            self._stopping.set()
+            beat, self._beat_thread = self._beat_thread, None
+            if beat is not None:
+                beat.join(timeout=5)
             if self.running:
                 self._control.send(b"TERMINATE")
             thread, self._thread = self._thread, None
@@ -153,6 +223,29 @@ class Broker:
                 thread.join(timeout=5)
             self._control.close(0)
             self._control = None
+
+
+def broker_for(
+    settings: BusConfig, addresses: list[BusAddress], context: zmq.Context | None = None
+) -> Broker:
+    """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat)."""
+    return Broker(
+        addresses,
+        context=context,
+        hwm=settings.hwm,
+        max_message_size=settings.max_message_size,
+        beat_interval=settings.beat_interval,
+    )
+
+
+def _settle(xpub: zmq.Socket, seconds: float) -> None:
+    """Let subscribers reconnect before the proxy forwards anything: their subscriptions
+    are read (and so live) at the XPUB side meanwhile; the XSUB side, left unread, keeps
+    the publishers' events queued."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if xpub.poll(max(1, int(left * 1000))):
+            xpub.recv_multipart()
 
 
 def _bind(sock: zmq.Socket, endpoint: str) -> str:

@@ -12,15 +12,21 @@ Guarantees on top of plain ZeroMQ:
   are routed to their request (:mod:`loom_kernel.bus.dispatch`).
 - No frame over ``max_message_size`` leaves or enters: ``publish`` refuses it (counted
   as ``oversized``) and ZeroMQ disconnects a peer that sends one.
+- The bus is watched through the broker's beats (:mod:`.health`): when it is lost, the
+  requests waiting for a reply fail at once with :class:`BusError`, and the client
+  probes until the bus answers again (the same broker, or one that took its address
+  over: ZeroMQ reconnects both sockets and the SUB socket re-sends its subscriptions).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
+import weakref
 from typing import Any
 
 import zmq
@@ -34,12 +40,14 @@ from ..dispatch import Dispatcher
 from ..qos import make_mailbox
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .address import BusAddress
+from .health import BusHealth
 
 __all__ = ["BusClient"]
 
 log = logging.getLogger("loom.client")
 _DRAIN_BATCH = 512
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+_RECONNECT_MS = 100  # ZeroMQ retries a lost connection this often (no backoff)
 
 
 class BusClient:
@@ -51,6 +59,10 @@ class BusClient:
         context: the ZeroMQ context (must be the broker's for ``inproc://``).
         hwm: high-water mark of both sockets.
         max_message_size: the largest frame sent or accepted, in bytes.
+        lost_after: seconds without a beat of the broker before the bus counts as lost
+            (None: never; see :mod:`.health`).
+        beating: the bus is known to beat: watch it from the start, not from the first
+            beat heard.
     """
 
     def __init__(
@@ -61,6 +73,8 @@ class BusClient:
         context: zmq.Context | None = None,
         hwm: int = 100_000,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        lost_after: float | None = 1.0,
+        beating: bool = False,
     ):
         self.address = address
         self.client_id = f"{name}-{os.urandom(5).hex()}"
@@ -81,6 +95,15 @@ class BusClient:
         self._seq: dict[tuple[str, str], int] = {}
         self._published = 0
         self._oversized = 0
+        self._health = BusHealth(lost_after or 0.0)
+        self._lost_after = lost_after
+        self._beating = beating
+        self._watch_task: asyncio.Task[None] | None = None
+        self._rejoin_task: asyncio.Task[None] | None = None
+        self._waiting: weakref.WeakSet[ReplyBox] = weakref.WeakSet()
+        self._bus_up = asyncio.Event()
+        self._bus_lost = asyncio.Event()
+        self._bus_up.set()
         self.connected = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -98,6 +121,8 @@ class BusClient:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, self._hwm)
             sock.setsockopt(zmq.RCVHWM, self._hwm)
+            sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         asub.setsockopt(zmq.MAXMSGSIZE, self.max_message_size)
         pub.connect(self.address.publish)
         asub.connect(self.address.subscribe)
@@ -108,25 +133,59 @@ class BusClient:
         )
         try:
             self._add_prefix(self._dispatcher.inbox_prefix)
+            self._add_prefix(reserved.BUS_BEAT)
             await self._probe(timeout, what="connect")
         except BaseException:
             await self.aclose()
             raise
         self.connected = True
+        if self._beating:
+            self._health.expect(time.monotonic())
+        if self._lost_after is not None:
+            self._watch_task = asyncio.get_running_loop().create_task(
+                self._watch_bus(), name=f"loom-watch-{self.client_id}"
+            )
 
     async def aclose(self) -> None:
         """Stop receiving, close every subscription and both sockets (idempotent)."""
         self.connected = False
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = (self._watch_task, self._rejoin_task, self._task)
+        self._watch_task = self._rejoin_task = self._task = None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._dispatcher.close_all()
         for sock in (self._pub_owner, self._asub):
             if sock is not None and not sock.closed:
                 sock.close(0)
         self._pub = self._sub = self._asub = self._pub_owner = None
+
+    def side_publisher(self) -> zmq.Socket:
+        """A plain PUB socket on this bus for another thread of the process (pyzmq sockets
+        are not thread-safe: each thread needs its own). Create, use and close it in that
+        thread; what it sends carries no sequence number."""
+        sock = zmq.Context.shadow(self._ctx.underlying).socket(zmq.PUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.address.publish)
+        return sock
+
+    def repoint(self, address: BusAddress) -> None:
+        """Move both sockets to another address of the bus (it moved: its old port was
+        taken). The SUB socket re-sends its subscriptions there; what waited in the old
+        connections is lost (counted through sequence gaps)."""
+        pub, sub = self._pub, self._sub
+        if address == self.address or pub is None or sub is None:
+            return
+        old, self.address = self.address, address
+        for sock, before, after in (
+            (pub, old.publish, address.publish),
+            (sub, old.subscribe, address.subscribe),
+        ):
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disconnect(before)
+            sock.connect(after)
 
     async def __aenter__(self) -> BusClient:
         await self.connect()
@@ -255,9 +314,14 @@ class BusClient:
     ) -> ReplyBox:
         """Route replies to ``inbox`` carrying ``correlation_id`` to a box until :meth:`forget`.
 
-        Several correlation ids may share one box (a fan-out gathers into one).
+        Several correlation ids may share one box (a fan-out gathers into one). While the
+        bus is lost, the box fails at once (its ``wait`` raises :class:`BusError`).
         """
-        return self._dispatcher.expect_replies(inbox, correlation_id, box)
+        box = self._dispatcher.expect_replies(inbox, correlation_id, box)
+        self._waiting.add(box)
+        if self._health.state == "lost":
+            box.fail(self._lost_error())
+        return box
 
     def forget(self, inbox: str, correlation_id: str) -> None:
         self._dispatcher.forget(inbox, correlation_id)
@@ -310,7 +374,109 @@ class BusClient:
             if probe is not None and not probe.done():
                 probe.set_result(None)
             return
+        if topic == reserved.BUS_BEAT:
+            self._on_beat(env)
+            return
         self._dispatcher.deliver(env)
 
     def statistics(self) -> ClientStatistics:
-        return self._dispatcher.statistics(self.client_id, self._published, self._oversized)
+        stats = self._dispatcher.statistics(self.client_id, self._published, self._oversized)
+        return dataclasses.replace(stats, bus=self._health.to_dict())
+
+    # -- the bus's health (failover) -------------------------------------------------
+
+    @property
+    def bus_lost(self) -> bool:
+        """True from the moment the bus is found lost until it answers again."""
+        return self._health.state == "lost"
+
+    async def wait_bus(self, timeout: float | None = None) -> None:
+        """Return once the bus answers (at once when it is up).
+
+        Raises:
+            BusError: it did not come back within ``timeout`` seconds.
+        """
+        if self._health.state == "up":
+            return
+        try:
+            await asyncio.wait_for(self._bus_up.wait(), timeout)
+        except TimeoutError:
+            raise BusError(
+                f"the bus at {self.address.publish} has not answered for "
+                f"{time.monotonic() - self._health.lost_at:.1f} s: is a process of the project "
+                "still running it? Start `loom bus`, or open a runtime to embed one."
+            ) from None
+
+    async def wait_bus_lost(self) -> None:
+        """Return once the bus is lost (at once while it is)."""
+        await self._bus_lost.wait()
+
+    def _on_beat(self, env: Envelope) -> None:
+        data = env.data if isinstance(env.data, dict) else {}
+        interval = data.get("interval")
+        seconds = float(interval) if isinstance(interval, int | float) else 0.0
+        epoch = str(data.get("epoch") or env.source)
+        if self._health.beat(epoch, seconds, time.monotonic()):
+            self._lose("a new broker took the bus's address over")
+
+    async def _watch_bus(self) -> None:
+        """Declare the bus lost when its beats stop (see :mod:`.health`)."""
+        health = self._health
+        tick = health.lost_after / 4
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - last > 2 * tick:  # this loop was blocked: unread beats may be waiting
+                health.last_beat = max(health.last_beat, now)
+            last = now
+            if health.silent(now) and not self._input_waiting():
+                self._lose(f"no beat from its broker for {health.lost_after:g} s")
+            tick = health.lost_after / 4
+
+    def _input_waiting(self) -> bool:
+        sub = self._sub
+        return sub is not None and bool(sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+    def _lose(self, reason: str) -> None:
+        """The bus is lost: fail the requests waiting for replies, then probe until it
+        answers again (ZeroMQ reconnects the sockets by itself)."""
+        if self._health.state == "lost" or not self.connected:
+            return
+        self._health.mark_lost(time.monotonic(), reason)
+        boxes = list(self._waiting)
+        log.warning(
+            "the bus at %s is lost (%s): %d waiting request(s) failed; rejoining",
+            self.address.publish, reason, len(boxes),
+        )  # fmt: skip
+        for box in boxes:
+            box.fail(self._lost_error())
+        self._bus_up.clear()
+        self._bus_lost.set()
+        if self._rejoin_task is None or self._rejoin_task.done():
+            self._rejoin_task = asyncio.get_running_loop().create_task(
+                self._rejoin(), name=f"loom-rejoin-{self.client_id}"
+            )
+
+    async def _rejoin(self) -> None:
+        """Probe until the bus answers: our subscriptions are live there again."""
+        while True:
+            try:
+                await self._probe(self._health.lost_after, what="rejoin")
+            except BusError as exc:
+                self._dispatcher.warn("rejoin", "still no bus: %s", exc)
+                continue
+            break
+        outage = self._health.mark_up(time.monotonic())
+        log.warning("the bus at %s answers again after %.2f s", self.address.publish, outage)
+        self._bus_lost.clear()
+        self._bus_up.set()
+
+    def _lost_error(self) -> BusError:
+        health = self._health
+        return BusError(
+            f"the bus at {self.address.publish} was lost {time.monotonic() - health.lost_at:.1f}"
+            f" s ago ({health.reason}) and is failing over: this request or its reply may not "
+            "have been delivered. Retry once the bus is back (`await rt.wait_bus()`) if it is "
+            "safe to repeat."
+        )

@@ -4,14 +4,16 @@
 or the one ``.loom/bus.json`` names if its process is alive; 1 s to answer) and starts
 a broker on a thread of this process when none answers; ``"embedded"`` always starts
 one, ``"connect"`` only joins. "Is there a bus? If not, start one" runs under an
-inter-process lock, so processes starting together end up on one bus.
+inter-process lock, so processes starting together end up on one bus. A record whose
+process died names the address the bus is taken over at (see ``connection.py``): the
+process that starts then hosts the project's bus where the others wait for it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import zmq
@@ -19,9 +21,10 @@ import zmq
 from ...config import BusConfig
 from ...errors import BusError
 from .address import BusAddress
-from .broker import Broker
+from .broker import Broker, broker_for
 from .client import BusClient
-from .discovery import discovery_lock, read_discovery, remove_discovery, write_discovery
+from .connection import SETTLE, BusConnection
+from .discovery import discovery_lock, read_discovery, read_record, write_discovery
 
 __all__ = ["BusConnection", "open_bus"]
 
@@ -29,32 +32,18 @@ log = logging.getLogger("loom.runtime")
 _DISCOVERY_TIMEOUT = 1.0
 
 
-@dataclass
-class BusConnection:
-    """A process's place on the bus: its client, and the broker when it runs one."""
-
-    client: BusClient
-    #: The address other processes use (the TCP one when this process embeds the bus).
-    address: BusAddress
-    broker: Broker | None
-    project_dir: Path
-
-    @property
-    def embedded(self) -> bool:
-        return self.broker is not None
-
-    async def aclose(self) -> None:
-        """Close the client, then stop the broker if this process runs it."""
-        await self.client.aclose()
-        if self.broker is not None:
-            remove_discovery(self.project_dir)
-            self.broker.close()
-
-
 async def open_bus(
-    settings: BusConfig, project_dir: Path, *, url: str | None = None, name: str = "rt"
+    settings: BusConfig,
+    project_dir: Path,
+    *,
+    url: str | None = None,
+    name: str = "rt",
+    on_host: Callable[[], Awaitable[None]] | None = None,
 ) -> BusConnection:
     """Join or embed the project's bus as ``settings`` say (``url`` overrides them).
+
+    In mode ``auto`` with ``[bus] takeover`` on, the connection then takes the bus over
+    if its host dies, awaiting ``on_host()`` when it does (``connection.py``).
 
     Raises:
         BusError: the named bus does not answer, or an embedded one cannot bind.
@@ -64,78 +53,115 @@ async def open_bus(
             settings, BusAddress.parse(url), settings.connect_timeout, project_dir, name
         )
     if settings.mode == "connect":
+        address, beating = _running(settings, project_dir)
         return await _join(
-            settings, _running(settings, project_dir), settings.connect_timeout, project_dir, name
+            settings, address, settings.connect_timeout, project_dir, name, beating=beating
         )
     async with discovery_lock(project_dir):
+        connection = None
         if settings.mode == "auto":
-            joined = await _try_join_running(settings, project_dir, name)
-            if joined is not None:
-                return joined
-        return await _embed(settings, project_dir, name)
+            connection = await _try_join_running(settings, project_dir, name)
+        if connection is None:
+            connection = await _embed(settings, project_dir, name)
+    if settings.mode == "auto" and settings.takeover:
+        connection.watch(on_host)
+    return connection
 
 
-def _running(settings: BusConfig, project_dir: Path) -> BusAddress:
+def _running(settings: BusConfig, project_dir: Path) -> tuple[BusAddress, bool]:
+    """The bus to join, and whether it is known to beat."""
     if settings.url is not None:
-        return BusAddress.parse(settings.url)
+        return BusAddress.parse(settings.url), False
     record = read_discovery(project_dir)
     if record is None:
         raise BusError(
             f'[bus] mode = "connect" but no bus runs for {project_dir} '
             "and [bus] url is unset: start one with `loom bus`"
         )
-    return record.address
+    return record.address, record.beat is not None
 
 
 async def _try_join_running(
     settings: BusConfig, project_dir: Path, name: str
 ) -> BusConnection | None:
+    beating = False
     if settings.url is not None:
         candidate = BusAddress.parse(settings.url)
     else:
         record = read_discovery(project_dir)
         if record is None:
             return None
-        candidate = record.address
+        candidate, beating = record.address, record.beat is not None
     try:
-        return await _join(settings, candidate, _DISCOVERY_TIMEOUT, project_dir, name)
+        return await _join(
+            settings, candidate, _DISCOVERY_TIMEOUT, project_dir, name, beating=beating
+        )
     except BusError:
         log.info("no bus answered at %s; starting an embedded one", candidate.publish)
         return None
 
 
 async def _join(
-    settings: BusConfig, address: BusAddress, timeout: float, project_dir: Path, name: str
+    settings: BusConfig,
+    address: BusAddress,
+    timeout: float,
+    project_dir: Path,
+    name: str,
+    *,
+    beating: bool = False,
 ) -> BusConnection:
     client = BusClient(
-        address, name=name, hwm=settings.hwm, max_message_size=settings.max_message_size
+        address,
+        name=name,
+        hwm=settings.hwm,
+        max_message_size=settings.max_message_size,
+        lost_after=settings.lost_after,
+        beating=beating,
     )
     await client.connect(timeout)
-    return BusConnection(client, address, None, project_dir)
+    return BusConnection(client, address, None, project_dir, settings)
 
 
 async def _embed(settings: BusConfig, project_dir: Path, name: str) -> BusConnection:
     context = zmq.Context.instance()
-    tcp = BusAddress.parse(settings.url or "tcp://127.0.0.1:0")
     local = BusAddress.parse(f"inproc://loom-bus-{os.getpid()}-{os.urandom(4).hex()}")
-    broker = Broker(
-        [local, tcp], context=context, hwm=settings.hwm, max_message_size=settings.max_message_size
-    )
-    local_bound, tcp_bound = broker.start()
+    broker, tcp_bound = _start_broker(settings, project_dir, local, context)
     try:
         client = BusClient(
-            local_bound,
+            broker.addresses[0],
             name=name,
             context=context,
             hwm=settings.hwm,
             max_message_size=settings.max_message_size,
+            lost_after=settings.lost_after,
+            beating=True,
         )
         await client.connect(settings.connect_timeout)
     except BaseException:
         broker.close()
         raise
-    write_discovery(project_dir, tcp_bound, "embedded")
+    write_discovery(project_dir, tcp_bound, "embedded", broker.beat_interval)
     log.info(
         "embedded bus at %s (publish) / %s (subscribe)", tcp_bound.publish, tcp_bound.subscribe
     )
-    return BusConnection(client, tcp_bound, broker, project_dir)
+    return BusConnection(client, tcp_bound, broker, project_dir, settings)
+
+
+def _start_broker(
+    settings: BusConfig, project_dir: Path, local: BusAddress, context: zmq.Context
+) -> tuple[Broker, BusAddress]:
+    """A broker on ``local`` and TCP: ``[bus] url``, else the address of a bus whose
+    process died (its clients wait there), else free loopback ports."""
+    record = read_record(project_dir) if settings.url is None and settings.takeover else None
+    if record is not None and not record.alive and record.address.publish.startswith("tcp://"):
+        broker = broker_for(settings, [local, record.address], context)
+        try:
+            _, tcp_bound = broker.start(settle=SETTLE)
+        except BusError as exc:
+            log.warning("cannot host the bus where it was (%s): picking free ports", exc)
+        else:
+            log.info("hosting the project's bus where its dead host had it")
+            return broker, tcp_bound
+    broker = broker_for(settings, [local, BusAddress.parse(settings.url or "tcp://127.0.0.1:0")])
+    _, tcp_bound = broker.start()
+    return broker, tcp_bound

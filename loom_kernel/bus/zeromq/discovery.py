@@ -23,6 +23,7 @@ __all__ = [
     "DiscoveryRecord",
     "discovery_lock",
     "read_discovery",
+    "read_record",
     "remove_discovery",
     "write_discovery",
 ]
@@ -38,17 +39,32 @@ def discovery_path(project_dir: Path) -> Path:
 class DiscoveryRecord:
     """What ``bus.json`` holds."""
 
-    def __init__(self, address: BusAddress, pid: int, started: float, kind: str):
+    def __init__(
+        self, address: BusAddress, pid: int, started: float, kind: str, beat: float | None = None
+    ):
         self.address = address
         self.pid = pid
         self.started = started
         self.kind = kind
+        #: Seconds between the broker's beats (None: it does not beat, or an older Loom).
+        self.beat = beat
 
     def to_json(self) -> str:
         return json.dumps(
-            {**self.address.to_dict(), "pid": self.pid, "started": self.started, "kind": self.kind},
+            {
+                **self.address.to_dict(),
+                "pid": self.pid,
+                "started": self.started,
+                "kind": self.kind,
+                "beat": self.beat,
+            },
             indent=2,
         )
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process that wrote the record still runs."""
+        return _alive(self.pid)
 
 
 def _alive(pid: int) -> bool:
@@ -58,11 +74,27 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet still answers ``kill(pid, 0)``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (macOS): trust kill()
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def read_discovery(project_dir: Path) -> DiscoveryRecord | None:
     """The record of a bus whose process is still alive, else None."""
+    record = read_record(project_dir)
+    return record if record is not None and record.alive else None
+
+
+def read_record(project_dir: Path) -> DiscoveryRecord | None:
+    """The record as it is, even if its process died (then its address is the one a
+    new host takes over), else None."""
     path = discovery_path(project_dir)
     try:
         raw = json.loads(path.read_text())
@@ -71,17 +103,21 @@ def read_discovery(project_dir: Path) -> DiscoveryRecord | None:
             int(raw["pid"]),
             float(raw.get("started", 0)),
             str(raw.get("kind", "embedded")),
+            float(raw["beat"]) if raw.get("beat") else None,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return record if _alive(record.pid) else None
+    return record
 
 
-def write_discovery(project_dir: Path, address: BusAddress, kind: str) -> Path:
-    """Record a bus this process runs; returns the file's path."""
+def write_discovery(
+    project_dir: Path, address: BusAddress, kind: str, beat: float | None = None
+) -> Path:
+    """Record a bus this process runs (``beat``: its broker's beat interval); returns the
+    file's path."""
     path = discovery_path(project_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = DiscoveryRecord(address, os.getpid(), time.time(), kind)
+    record = DiscoveryRecord(address, os.getpid(), time.time(), kind, beat)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(record.to_json())
     tmp.replace(path)

@@ -9,6 +9,7 @@ SIGTERM or SIGINT, then stops its agents (each announces it on ``child.stopped``
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Callable
@@ -67,6 +68,17 @@ class Calculator(ChildAgent):
         return a + b
 
 
+class Ticker(ChildAgent):
+    """Emits ``tick.n`` with n = 1, 2, 3... every 2 ms, whatever happens to the bus."""
+
+    async def run(self, ctx):
+        n = 0
+        while True:
+            n += 1
+            await ctx.emit("tick.n", n)
+            await asyncio.sleep(0.002)
+
+
 AGENTS: dict[str, Callable[[], Agent]] = {
     "echo": lambda: Echo("child-echo"),
     "relay": lambda: Relay("child-relay"),
@@ -76,6 +88,7 @@ AGENTS: dict[str, Callable[[], Agent]] = {
     "upper": lambda: Upper("child-upper"),
     "exclaim": lambda: Exclaim("child-exclaim"),
     "calculator": lambda: Calculator("child-calculator"),
+    "ticker": lambda: Ticker("child-ticker"),
 }
 
 

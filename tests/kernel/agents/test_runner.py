@@ -164,3 +164,89 @@ async def test_on_start_failure_fails_the_agent_with_its_error(tmp_path: Path) -
     with pytest.raises(LoomError, match="failed to start: RuntimeError: no database"):
         await runner.start()
     assert runner.status == "failed"
+
+
+# -- handler timeouts ------------------------------------------------------------------
+
+
+class Hanging(Agent):
+    """``hang.ask`` never returns unless released; ``hang.fast`` answers at once."""
+
+    def __init__(self, agent_id: str = "hanging"):
+        super().__init__(agent_id)
+        self.cancelled = 0
+        self.release = asyncio.Event()
+
+    @on_event("hang.ask", timeout=0.1)
+    async def ask(self, event: Envelope, ctx) -> None:
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        await ctx.reply(event, "done")
+
+    @on_event("hang.default")
+    async def default(self, event: Envelope, ctx) -> None:
+        await self.release.wait()
+
+    @on_event("hang.own")
+    async def own(self, event: Envelope, ctx) -> None:
+        raise TimeoutError("the handler's own timeout")
+
+
+async def test_a_handler_past_its_timeout_is_cancelled_reported_and_answered(
+    tmp_path: Path,
+) -> None:
+    from loom_kernel import RemoteError
+
+    hub = Hub()
+    agent = Hanging()
+    runner = await start(hub, tmp_path, agent)
+    errors = await hub.transport().subscribe("loom.agent.hanging.error")
+    asker = make_context(hub.transport(), "asker", tmp_path)
+    with pytest.raises(
+        RemoteError, match=r"HandlerTimeout: ask of agent 'hanging' ran over its 0.1 s"
+    ):
+        await asker.request("hang.ask", None, timeout=5)
+    report = await errors.get(timeout=5)
+    assert (report.data["error"], report.data["where"]) == ("HandlerTimeout", "ask")
+    assert "@on_event(..., timeout=)" in report.data["message"]
+    assert agent.cancelled == 1
+    assert (runner.timeouts, runner.errors) == (1, 1)
+    assert runner.statistics().timeouts == 1
+    agent.release.set()  # the agent goes on with the next event
+    assert (await asker.request("hang.ask", None, timeout=5)).data == "done"
+    await runner.stop()
+
+
+async def test_the_runtime_handler_timeout_applies_to_handlers_without_their_own(
+    tmp_path: Path,
+) -> None:
+    hub = Hub()
+    runner = await start(hub, tmp_path, Hanging(), settings=RuntimeConfig(handler_timeout=0.1))
+    errors = await hub.transport().subscribe("loom.agent.hanging.error")
+    await make_context(hub.transport(), "s", tmp_path).emit("hang.default")
+    report = await errors.get(timeout=5)
+    assert (report.data["error"], report.data["where"]) == ("HandlerTimeout", "default")
+    await runner.stop()
+
+
+async def test_a_handlers_own_timeout_error_is_not_a_handler_timeout(tmp_path: Path) -> None:
+    hub = Hub()
+    runner = await start(hub, tmp_path, Hanging(), settings=RuntimeConfig(handler_timeout=5.0))
+    errors = await hub.transport().subscribe("loom.agent.hanging.error")
+    await make_context(hub.transport(), "s", tmp_path).emit("hang.own")
+    report = await errors.get(timeout=5)
+    assert (report.data["error"], report.data["message"]) == (
+        "TimeoutError",
+        "the handler's own timeout",
+    )
+    assert runner.timeouts == 0
+    await runner.stop()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "1"])
+def test_a_bad_handler_timeout_is_refused_at_decoration(timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout="):
+        on_event("x.y", timeout=timeout)  # type: ignore[arg-type]

@@ -468,15 +468,20 @@ def test_purge_drops_spans_past_the_retention_time(tmp_path: Path) -> None:
         store.close()
 
 
-def test_purge_keeps_the_newest_max_spans(tmp_path: Path) -> None:
+def test_the_store_never_holds_more_than_max_spans(tmp_path: Path) -> None:
     store = SpanStore(tmp_path / "traces.db", max_spans=1000)
     try:
-        store.add(make_span(A, i + 1, None, f"span {i}", i, 0.5) for i in range(1500))
-        assert store.count() == 1500
-        assert store.purge(now=epoch(1500)) == 500
+        assert (
+            store.add(make_span(A, i + 1, None, f"span {i}", i, 0.5) for i in range(1500)) == 1000
+        )
         assert store.count() == 1000
         assert store.query(limit=100_000)[-1].name == "span 500"  # the oldest left
-        assert store.purge(now=epoch(1500)) == 0
+        for i in range(1500, 1510):  # one batch at a time: the oldest make room for each
+            assert store.add([make_span(B, i + 1, None, f"span {i}", i, 0.5)]) == 1
+            assert store.count() == 1000
+        assert store.query(limit=100_000)[-1].name == "span 510"
+        assert store.purge(now=epoch(1510)) == 0
+        assert store.statistics().dropped == 510
     finally:
         store.close()
 
@@ -487,6 +492,92 @@ def test_purge_by_max_spans_keeps_max_spans_when_start_times_tie(tmp_path: Path)
         store.add(make_span(A, i + 1, None, "same start", 0, 1) for i in range(1500))
         store.purge(now=epoch(0))
         assert store.count() == 1000
+    finally:
+        store.close()
+
+
+def test_the_file_never_grows_past_max_mb(tmp_path: Path) -> None:
+    path = tmp_path / "traces.db"
+    store = SpanStore(path, max_mb=1)
+    try:
+        attributes = {"payload": "x" * 300}  # ~600 bytes a span: 1 MiB holds a few thousand
+        for batch in range(40):
+            spans = [
+                make_span(f"{batch:032x}", i + 1, None, f"span {batch}.{i}", batch * 500 + i, 1,
+                          attributes=attributes)
+                for i in range(500)
+            ]  # fmt: skip
+            store.add(spans)
+            stats = store.statistics()
+            assert stats.file_bytes <= 2**20  # after every batch, not only in the end
+            assert path.stat().st_size <= 2**20
+        assert stats.dropped > 0 and stats.spans + stats.dropped == 40 * 500
+        newest = store.query(limit=1)[0]
+        assert newest.name == "span 39.499"  # the oldest went, the newest stayed
+    finally:
+        store.close()
+
+
+def test_a_full_file_makes_room_for_spans_bigger_than_those_it_holds(tmp_path: Path) -> None:
+    # the room made before a batch is estimated from the spans held (small here): the big
+    # ones that come next fill the file, SQLite rolls the transaction back, and the store
+    # must drop more of its oldest for good and insert again, not give up
+    path = tmp_path / "traces.db"
+    store = SpanStore(path, max_mb=1)
+    try:
+        for batch in range(10):
+            store.add(
+                make_span(f"{batch:032x}", i + 1, None, "s", batch * 1000 + i, 1)
+                for i in range(1000)
+            )
+        assert store.statistics().dropped > 0  # full of small spans
+        big = {"payload": "y" * 4000}
+        for batch in range(10, 14):
+            spans = [
+                make_span(f"{batch:032x}", i + 1, None, f"big {batch}.{i}", batch * 1000 + i, 1,
+                          attributes=big)
+                for i in range(100)
+            ]  # fmt: skip
+            assert store.add(spans) == 100
+            assert store.statistics().file_bytes <= 2**20
+        assert store.query(limit=1)[0].name == "big 13.99"
+    finally:
+        store.close()
+
+
+def test_purge_truncates_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "traces.db"
+    store = SpanStore(path)
+    try:
+        store.add(make_span(A, i + 1, None, "x" * 200, i, 1) for i in range(5000))
+        store.purge(now=epoch(0))
+        assert store.statistics().wal_bytes == 0
+    finally:
+        store.close()
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "traces.db"
+    with sqlite3.connect(path) as db:  # the file as the previous release wrote it
+        db.execute(
+            "CREATE TABLE spans (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT, "
+            "name TEXT NOT NULL, kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER "
+            "NOT NULL, duration_ns INTEGER NOT NULL, status TEXT NOT NULL, status_message TEXT, "
+            "service TEXT, agent TEXT, attributes TEXT NOT NULL, events TEXT NOT NULL, links TEXT "
+            "NOT NULL, sampled INTEGER NOT NULL, PRIMARY KEY (trace_id, span_id)) WITHOUT ROWID"
+        )
+        db.execute(
+            "INSERT INTO spans VALUES (?, '0000000000000001', NULL, 'old', 'internal', 1, 2, 1, "
+            "'ok', NULL, '', NULL, '{}', '[]', '[]', 1)",
+            ("d" * 32,),
+        )
+        db.execute("PRAGMA user_version = 1")
+    store = SpanStore(path, max_spans=1000)
+    try:
+        assert store.count() == 1
+        assert store.add(SPANS) == len(SPANS)
+        assert store.count() == len(SPANS) + 1
+        assert names(store.query(limit=100))[-1] == "old"
     finally:
         store.close()
 

@@ -204,6 +204,9 @@ class LabPage:
         await self.page.get_by_role("menuitem", name="Run", exact=True).click()
         await self.page.get_by_text("Run All Cells", exact=True).click()
         await self.page.wait_for_function("() => window.loomRunAll !== null", timeout=timeout_ms)
+        # the run's promise ends with the last execute_reply (shell channel); the last cell's
+        # outputs come on iopub, before its "idle" status: wait for that, then they are in
+        await self.wait_for_kernel(timeout_ms)
         return bool(await self.page.evaluate("() => window.loomRunAll.ok"))
 
     async def cell_outputs(self) -> list[str]:

@@ -519,11 +519,20 @@ async def click_a_trace_across_three_agents(studio: Studio) -> str:
     rows = zip(listed["trace"], listed["agents"], strict=True)
     trace = next(t for t, names in list(rows)[:6] if len(names.split(", ")) >= 3)
     await studio.page.evaluate(RECORD_CLICKED_ROW)
-    x, y = await studio.wait(  # drawn; or the rows moved on already: whichever is first now
-        "(t) => loomTest.rowCenter('trace', t) || loomTest.rowCenter('trace', null)", trace
-    )
-    await studio.page.mouse.click(x, y, delay=100)  # pressed as a person does
-    [clicked] = await studio.wait("() => window.loomClicked.length && window.loomClicked")
+    for _ in range(5):  # a click that lands while the table is rebuilt hits no row: again
+        x, y = await studio.wait(  # drawn; or the rows moved on already: whichever is first
+            "(t) => loomTest.rowCenter('trace', t) || loomTest.rowCenter('trace', null)", trace
+        )
+        await studio.page.mouse.click(x, y, delay=100)  # pressed as a person does
+        try:
+            [clicked] = await studio.wait(
+                "() => window.loomClicked.length && window.loomClicked", timeout=3000
+            )
+            break
+        except playwright_api.TimeoutError:
+            continue
+    else:
+        raise AssertionError("five clicks on the traces list hit no row")
     title = studio.page.get_by_text(f"trace {clicked['trace']}").first  # the row pressed
     await playwright_api.expect(title).to_be_visible(timeout=WAIT_MS)
     opened = await title.text_content()

@@ -34,6 +34,7 @@ from .editor import Editor
 from .explorer import TopicExplorer
 from .feed import EventRow, StudioFeed, get_feed
 from .live import LiveHandler
+from .notebook import keep_stylesheets_inline
 from .topic_index import get_topic_index
 from .traces import Traces
 
@@ -135,6 +136,9 @@ def _page(feed: StudioFeed, store: Path) -> Callable[[], pn.viewable.Viewable]:
         # the editor's Ace is made only when its tab opens, after the page's resources are
         # chosen: named here, its JS is served with the page (from this server, like the rest)
         pn.extension("tabulator", "codeeditor")
+        # a tab opened later makes its components then, and Panel would link their
+        # stylesheets from its CDN: from the first render on, the page gets them inline
+        pn.state.onload(lambda: keep_stylesheets_inline(pn.state.curdoc))
         return create_app(feed, store, agent=arg("agent"), topic=arg("topic"))
 
     return page

@@ -48,7 +48,7 @@ from panel.io.notebook import EXEC_MIME, block_comm, push_on_root
 from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
 from panel.io.state import state
 
-__all__ = ["EXTENSIONS", "InlineViewer", "load_extension"]
+__all__ = ["EXTENSIONS", "InlineViewer", "keep_stylesheets_inline", "load_extension"]
 
 # the Panel extensions the studio's components use: the tables, and the editor's Ace (loaded
 # with the first component: an extension added to a page later is not there when needed)
@@ -183,7 +183,7 @@ class InlineViewer(pn.viewable.Viewer):
         ref = metadata.get(EXEC_MIME, {}).get("id")
         if ref is None or ref not in state._views:  # not Panel's comm output (VS Code's)
             return shown
-        _keep_stylesheets_inline(state._views[ref][2])
+        keep_stylesheets_inline(state._views[ref][2])
         _shown[ref] = weakref.ref(self)
         script = OUTPUT_JS % json.dumps(ref)
         data["text/html"] = f"<script>{script}{self.output_script()}</script>{data['text/html']}"
@@ -221,14 +221,14 @@ def _inline_stylesheets(viewable: Any, root: Any, changed: Any = None, old: Any 
         _make_inline(sheet)
 
 
-def _keep_stylesheets_inline(document: Any) -> None:
+def keep_stylesheets_inline(document: Any) -> None:
     """Every stylesheet Panel creates later for this document's updates: inline too.
 
     Panel looks them up by URL in ``state._stylesheets[document]`` and files the new ones
     there; the same file may be asked for by its CDN or its local URL."""
     cache = state._stylesheets.get(document)
-    if cache is not None and not isinstance(cache, _InlineStylesheets):
-        state._stylesheets[document] = _InlineStylesheets(cache)
+    if document is not None and not isinstance(cache, _InlineStylesheets):
+        state._stylesheets[document] = _InlineStylesheets(cache or {})
 
 
 class _InlineStylesheets(dict[str, Any]):

@@ -673,6 +673,10 @@ async def test_no_request_leaves_localhost(studio: Studio) -> None:
     await studio.source("agent", "status")
     await open_traces(studio)
     await studio.source("span_id", "lane", "agent", "start")
+    # the tabs opened later make their components then: their stylesheets too stay local
+    for tab in ("Topics", "Editor", "Builder"):
+        await studio.page.get_by_text(tab, exact=True).first.click()
+        await studio.page.wait_for_timeout(1500)
     hosts = {host(url) for url in studio.urls} - {None}
     assert hosts <= LOCAL_HOSTS, [u for u in studio.urls if host(u) not in LOCAL_HOSTS]
     assert any(url.startswith("ws://127.0.0.1") for url in studio.urls)

@@ -71,6 +71,13 @@ class EventLogConfig(BaseModel):
     commit_interval: float = Field(
         default=0.05, gt=0, description="Seconds between two commits of a subscription's cursor."
     )
+    journal: str | None = Field(
+        default=".loom/cursors",
+        description="Folder (relative: to the project) where each agent's reliable "
+        "subscriptions store what their handler finished, at once, so a process killed and "
+        "restarted on this machine gets no event twice; empty: the log's cursor alone "
+        "(what was handled since its last commit comes again after a crash).",
+    )
     request_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a subscriber waits for the log to answer."
     )

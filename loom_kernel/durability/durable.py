@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from ..errors import ConfigError, LoomError, LoomTimeoutError, TopicError
 from ..protocol import reserved
 from ..protocol.envelope import Envelope, encode_frames, new_id
 from ..protocol.topics import compile_pattern
+from .journal import CursorJournal
 from .publisher import AckTracker
 from .subscriber import DurableMailbox, Recovery
 from .wire import ACK_HEADER, CONTENT_TYPE, Ack, Commit, Message, Store, decode, encode
@@ -45,14 +47,19 @@ class DurableTransport:
     Args:
         inner: the process's transport (it stays the one that talks to the bus).
         settings: ``[eventlog]``.
+        journal_dir: where agents' durable subscriptions keep their journal
+            (:mod:`.journal`); None: none.
 
     Raises:
         ConfigError: a bad pattern in ``[eventlog] reliable``.
     """
 
-    def __init__(self, inner: Transport, settings: EventLogConfig):
+    def __init__(
+        self, inner: Transport, settings: EventLogConfig, *, journal_dir: Path | None = None
+    ):
         self.inner = inner
         self.settings = settings
+        self.journal_dir = journal_dir
         try:
             self._reliable = [compile_pattern(p) for p in settings.reliable]
         except TopicError as exc:
@@ -183,12 +190,14 @@ class DurableTransport:
                 pattern, qos=qos, owner=owner, timeout=timeout, **mailbox_options
             )
         named = bool(owner) and owner != self.inner.client_id
+        cursor = f"{owner}:{pattern}" if named else None
         mailbox = DurableMailbox(
             mailbox_options.get("maxsize") or 1_000_000,
-            cursor=f"{owner}:{pattern}" if named else None,
+            cursor=cursor,
             pattern=pattern,
             commit=self._commit,
             commit_interval=self.settings.commit_interval,
+            journal=self._journal(cursor),
         )
         sub = await self.inner.subscribe(
             pattern, qos=qos, owner=owner, timeout=timeout, mailbox=mailbox
@@ -199,6 +208,20 @@ class DurableTransport:
             recovery.run(), name=f"loom:durable:{owner}:{pattern}"
         )
         return sub
+
+    def _journal(self, cursor: str | None) -> CursorJournal | None:
+        if cursor is None or self.journal_dir is None:
+            return None
+        try:
+            return CursorJournal(self.journal_dir, cursor)
+        except OSError as exc:  # JournalBusy, a read-only folder: the log's cursor alone
+            log.warning(
+                "subscription %r keeps no local journal (%s): after a crash, what it "
+                "handled since its cursor's last commit is delivered again",
+                cursor,
+                exc,
+            )
+            return None
 
     def _durable(self, pattern: str) -> bool:
         # Loom's own topics (tools, control, reports) have their own answers to loss

@@ -14,9 +14,11 @@ receive loop fills it); its :class:`Recovery` task talks to the event log:
   subscriber asks again until ``[eventlog] gap_timeout``.
 - **Duplicates** (a replayed event that also arrived live) are dropped by (stream, seq).
 - **Cursor.** Taking the next event means the one before was handled: its position
-  is committed every ``commit_interval`` and when the mailbox runs empty, and once more,
-  awaited, when the subscription closes. After a crash, the events handled since the
-  last commit the log received are delivered again (at least once; see
+  is stored at once in the subscription's local journal (:mod:`.journal`, a memory
+  write that survives ``kill -9``), and committed to the log every ``commit_interval``,
+  when the mailbox runs empty, and once more, awaited, when the subscription closes. A
+  restart merges the journal with the log's cursor, so an event whose handler finished
+  is not delivered again; only the one whose handler was running at the crash is (see
   ``docs/durability.md``).
 """
 
@@ -38,6 +40,7 @@ from ..config import EventLogConfig
 from ..errors import LoomError, LoomTimeoutError, ProtocolError
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
+from .journal import CursorJournal
 from .wire import (
     ACK_HEADER,
     Commit,
@@ -94,6 +97,8 @@ class DurableMailbox(Mailbox):
         pattern: the subscription's pattern.
         commit: publishes a commit (fire and forget).
         commit_interval: seconds between two commits while events flow.
+        journal: where each handled position is stored at once (None: the log's
+            cursor alone, at least once after a crash).
     """
 
     qos = "reliable"
@@ -106,8 +111,10 @@ class DurableMailbox(Mailbox):
         pattern: str,
         commit: Callable[[Commit], None],
         commit_interval: float = 0.05,
+        journal: CursorJournal | None = None,
     ):
         super().__init__(maxsize)
+        self.journal = journal
         self.cursor = cursor
         self.pattern = pattern
         self.durable = True
@@ -186,6 +193,11 @@ class DurableMailbox(Mailbox):
         for p in positions:
             stream = (p.source, p.topic, p.epoch)
             self._last[stream] = max(self._last.get(stream, 0), p.seq)
+        if self.journal is None:
+            return
+        for stream, seq in self.journal.positions().items():  # handled after the last commit
+            if seq > self._last.get(stream, 0):
+                self._last[stream] = self._dirty[stream] = seq
 
     def offer_replayed(self, events: list[Envelope]) -> None:
         for env in events:
@@ -272,7 +284,10 @@ class DurableMailbox(Mailbox):
     def _finish(self) -> None:
         current, self._current = self._current, None
         if current is not None and current.seq:
-            self._dirty[stream_of(current)] = current.seq
+            stream = stream_of(current)
+            self._dirty[stream] = current.seq
+            if self.journal is not None:
+                self.journal.mark(stream, current.seq)
 
     def flush_commit(self) -> None:
         """Send the positions handled since the last commit (fire and forget)."""
@@ -326,6 +341,8 @@ class Recovery:
                 await self._repair()
         finally:
             commit = mailbox.closing_commit()
+            if mailbox.journal is not None:
+                mailbox.journal.close()
             if commit is not None:
                 with contextlib.suppress(LoomError, TimeoutError):
                     timeout = min(self.settings.request_timeout, 1.0)

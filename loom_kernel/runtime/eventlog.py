@@ -21,7 +21,10 @@ async def endpoint_transport(
     if namespace is not None:
         return NamespacedTransport(client, namespace)
     if config.eventlog.enabled:
-        transport = DurableTransport(client, config.eventlog)
+        journal = config.eventlog.journal
+        transport = DurableTransport(
+            client, config.eventlog, journal_dir=config.project_path(journal) if journal else None
+        )
         await transport.start()
         return transport
     return client

@@ -104,10 +104,8 @@ async def test_a_killed_subscriber_misses_nothing_after_its_restart(project: Pat
     assert seqs == list(range(1, COUNT + 1)), "events lost"
     for run in (before, after):
         assert not [k for k, n in Counter(run).items() if n > 1], "handled twice in one run"
-    # Handled again after the restart: at most what the first run handled after its
-    # last commit reached the log, i.e. the tail of the first run, in order.
+    # The local journal keeps what the first run finished: nothing is handled again but
+    # (possibly) the one event whose handler was running when the kill landed.
     again = sorted(seq for _, seq in set(before) & set(after))
-    if again:
-        tail = [seq for _, seq in before[-len(again) :]]
-        assert again == sorted(tail) == list(range(again[0], again[-1] + 1))
+    assert again in ([], [before[-1][1]]), f"handled again: {again[:10]}"
     print(f"kill -9 of the subscriber: 0 lost, {len(again)} handled again")

@@ -5,8 +5,8 @@
 Joins the project's bus (found from the working directory) and publishes ``{"n": i}``
 on TOPIC, paced to RATE events per second (0: as fast as it can), as the agent-less
 source ``publisher``; then waits until the event log acknowledged what it must (reliable
-topics) and prints ``sent <count> in <seconds>``. Past ``[eventlog] max_in_flight`` it
-waits for the log's acknowledgements before going on.
+topics) and prints ``sent <count> in <seconds> resent <events sent again to the log>``.
+Past ``[eventlog] max_in_flight`` it waits for the log's acknowledgements before going on.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ async def main() -> None:
             await asyncio.sleep(0 if RATE <= 0 else 0.001)
         seconds = loop.time() - started
         await rt.wait_acknowledged(30)
-        print(f"sent {sent} in {seconds:.3f}", flush=True)
+        resent = (rt.transport.statistics().durability or {}).get("resent", 0)
+        print(f"sent {sent} in {seconds:.3f} resent {resent}", flush=True)
         await asyncio.sleep(0.2)  # let the PUB socket flush before the runtime closes
 
 

@@ -7,6 +7,7 @@ or as pages of the standalone studio (``loom studio``).
 >>> loom_studio.TopicExplorer(runtime=rt)     # every topic, its schema, a test-event form
 >>> loom_studio.Editor(runtime=rt)            # an agent's source: save swaps it in live
 >>> loom_studio.Builder(project=".", runtime=rt)  # the agents as a graph, drawn from the code
+>>> loom_studio.History(rt.config)            # a time slider over the event log and traces
 
 The components are imported on first use: ``import loom_studio`` (and the ``loom studio``
 command's registration) does not load Panel. Shown in a notebook, a component loads Panel's
@@ -24,9 +25,19 @@ if TYPE_CHECKING:
     from .editor import Editor
     from .explorer import TopicExplorer
     from .feed import StudioFeed, get_feed
+    from .history import History
     from .traces import Traces
 
-__all__ = ["Builder", "Dashboard", "Editor", "StudioFeed", "TopicExplorer", "Traces", "get_feed"]
+__all__ = [
+    "Builder",
+    "Dashboard",
+    "Editor",
+    "History",
+    "StudioFeed",
+    "TopicExplorer",
+    "Traces",
+    "get_feed",
+]
 
 _WHERE = {
     "Builder": ".builder.view",
@@ -35,6 +46,7 @@ _WHERE = {
     "TopicExplorer": ".explorer",
     "StudioFeed": ".feed",
     "get_feed": ".feed",
+    "History": ".history",
     "Traces": ".traces",
 }
 

@@ -1,5 +1,5 @@
-"""The standalone studio: the dashboard, the traces, the topic explorer, the live editor and
-the builder as pages of one Panel app.
+"""The standalone studio: the dashboard, the traces, the topic explorer, the live editor,
+the builder and the history of the event log as pages of one Panel app.
 
     loom studio                              # joins the project's bus, serves on localhost
     panel serve loom_studio/app.py           # the same app under Panel's own server
@@ -26,19 +26,27 @@ from typing import Any
 
 import panel as pn
 
-from loom_kernel import LoomConfig, SpanStore, load_config
+from loom_kernel import LoomConfig, LoomError, SpanStore, load_config
 
 from .access import require_secret
 from .dashboard import Dashboard
 from .editor import Editor
 from .explorer import TopicExplorer
 from .feed import EventRow, StudioFeed, get_feed
+from .history import History
 from .live import LiveHandler
 from .notebook import keep_stylesheets_inline
 from .topic_index import get_topic_index
 from .traces import Traces
 
-__all__ = ["builder_view", "create_app", "dashboard_view", "editor_view", "serve"]
+__all__ = [
+    "builder_view",
+    "create_app",
+    "dashboard_view",
+    "editor_view",
+    "history_view",
+    "serve",
+]
 
 TITLE = "Loom studio"
 
@@ -49,20 +57,34 @@ def create_app(
     *,
     agent: str | None = None,
     topic: str | None = None,
+    config: LoomConfig | None = None,
 ) -> pn.viewable.Viewable:
-    """One page: the dashboard, the traces, the topics and the editor, as tabs.
+    """One page: the dashboard, the traces, the topics, the editor, the builder and the
+    history, as tabs.
 
     Args:
         agent: show only the events this agent published in the event stream.
         topic: a topic pattern the event stream's filter starts with.
+        config: the project's settings (its event log, for the history); None: the
+            studio's runtime's, else the nearest ``loom.toml``.
     """
     header = pn.pane.Markdown(f"## {TITLE}", margin=(5, 10))
+    traces = Traces(store=store)
+
+    def open_trace(trace_id: str) -> None:  # a trace clicked in the history
+        try:
+            traces.show_trace(trace_id)
+        except LoomError as exc:  # purged since it was listed
+            traces.detail.object = f"<p>{escape(str(exc))}</p>"
+        tabs.active = 1
+
     tabs = pn.Tabs(
         ("Dashboard", dashboard_view(feed, agent=agent, topic=topic)),
-        ("Traces", Traces(store=store)),
+        ("Traces", traces),
         ("Topics", TopicExplorer(get_topic_index(lambda: feed.runtime))),
         ("Editor", editor_view(feed)),
         ("Builder", builder_view(feed)),
+        ("History", history_view(feed, store, config, on_trace=open_trace)),
         dynamic=True,
         sizing_mode="stretch_width",
     )
@@ -97,6 +119,19 @@ def editor_view(feed: StudioFeed) -> pn.viewable.Viewable:
     return Editor(runtime=feed.runtime, index=index)
 
 
+def history_view(
+    feed: StudioFeed,
+    store: SpanStore | str | Path,
+    config: LoomConfig | None = None,
+    *,
+    on_trace: Callable[[str], None] | None = None,
+) -> History:
+    """The event log's history: the project's (``config``, else the studio's runtime's,
+    else the nearest ``loom.toml``); ``on_trace(trace_id)`` when a trace is clicked."""
+    settings = config or (feed.runtime.config if feed.runtime is not None else None)
+    return History(settings, store, on_trace=on_trace)
+
+
 def builder_view(feed: StudioFeed) -> pn.viewable.Viewable:
     """The visual builder of the studio's project (Run starts agents in the studio's process)."""
     if feed.runtime is None:
@@ -123,7 +158,9 @@ class _AgentEvents:
         return [row for row in self._feed.events_since(seq, pattern) if row.source == self._agent]
 
 
-def _page(feed: StudioFeed, store: Path) -> Callable[[], pn.viewable.Viewable]:
+def _page(
+    feed: StudioFeed, store: Path, config: LoomConfig | None = None
+) -> Callable[[], pn.viewable.Viewable]:
     """The app for one browser session, on the view its URL asks for."""
 
     def page() -> pn.viewable.Viewable:
@@ -139,7 +176,7 @@ def _page(feed: StudioFeed, store: Path) -> Callable[[], pn.viewable.Viewable]:
         # a tab opened later makes its components then, and Panel would link their
         # stylesheets from its CDN: from the first render on, the page gets them inline
         pn.state.onload(lambda: keep_stylesheets_inline(pn.state.curdoc))
-        return create_app(feed, store, agent=arg("agent"), topic=arg("topic"))
+        return create_app(feed, store, agent=arg("agent"), topic=arg("topic"), config=config)
 
     return page
 
@@ -176,7 +213,7 @@ def serve(
     # program's feet); the program that embeds the studio keeps its own.
     previous = signal.getsignal(signal.SIGINT)
     server = pn.serve(
-        {"/": _page(feed, store)},
+        {"/": _page(feed, store, settings)},
         port=port,
         address=address,
         show=False,
@@ -198,6 +235,5 @@ def serve(
 # `panel serve loom_studio/app.py`: Panel runs this module once per browser session.
 if __name__.startswith("bokeh_app"):
     _settings = load_config(os.environ.get("LOOM_CONFIG"))
-    _page(get_feed(_settings), _settings.project_path(_settings.tracing.store_path))().servable(
-        title=TITLE
-    )
+    _store = _settings.project_path(_settings.tracing.store_path)
+    _page(get_feed(_settings), _store, _settings)().servable(title=TITLE)

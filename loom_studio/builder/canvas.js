@@ -208,12 +208,20 @@ function render({ model, el }) {
     if (template) send({ kind: "add", template, x: p.x - W / 2, y: p.y - H / 2 });
   });
 
-  model.on("change:palette", drawPalette);
-  model.on("change:graph", draw);
-  model.on("change:selected", draw);
-  model.on("change:message", draw);
+  const watched = [
+    ["change:palette", drawPalette],
+    ["change:graph", draw],
+    ["change:selected", draw],
+    ["change:message", draw],
+  ];
+  for (const [name, callback] of watched) model.on(name, callback);
   drawPalette();
   draw();
+  // anywidget's contract: render returns its clean-up, called when the view goes (Panel
+  // calls whatever render returned: returning nothing throws when the tab is left)
+  return () => {
+    for (const [name, callback] of watched) model.off(name, callback);
+  };
 }
 
 export default { render };

@@ -57,7 +57,7 @@ def test_the_page_has_the_dashboard_the_traces_the_topics_and_the_editor(
 ) -> None:
     app = page(feed, tmp_path)
     assert len(app) == 2  # the title, the tabs: no note
-    assert app[-1]._names == ["Dashboard", "Traces", "Topics", "Editor", "Builder"]
+    assert app[-1]._names == ["Dashboard", "Traces", "Topics", "Editor", "Builder", "History"]
 
 
 def test_the_dashboard_shows_every_event_by_default(feed: StudioFeed) -> None:

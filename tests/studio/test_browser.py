@@ -255,7 +255,7 @@ async def studio(browser: Any, studio_url: str) -> AsyncIterator[Studio]:
     page.on("request", lambda request: session.urls.append(request.url))
     page.on("websocket", lambda socket: session.urls.append(socket.url))
     page.on("requestfailed", lambda request: session.failed.append(request.url))
-    page.on("pageerror", lambda error: session.errors.append(str(error)))
+    page.on("pageerror", lambda error: session.errors.append(str(error) + "\n" + str(error.stack)))
     try:
         await page.goto(studio_url)
         await session.wait("() => window.Bokeh && loomTest.rendered()")
@@ -674,7 +674,7 @@ async def test_no_request_leaves_localhost(studio: Studio) -> None:
     await open_traces(studio)
     await studio.source("span_id", "lane", "agent", "start")
     # the tabs opened later make their components then: their stylesheets too stay local
-    for tab in ("Topics", "Editor", "Builder"):
+    for tab in ("Topics", "Editor", "Builder", "History"):
         await studio.page.get_by_text(tab, exact=True).first.click()
         await studio.page.wait_for_timeout(1500)
     hosts = {host(url) for url in studio.urls} - {None}

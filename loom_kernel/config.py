@@ -21,10 +21,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
+from ._bus_config import BUS_URL_FORMS, BusConfig, bus_endpoints
+from ._config_section import Section
 from ._eventlog_config import EventLogConfig
 from .errors import ConfigError
 
@@ -52,98 +53,7 @@ CONFIG_NAME = "loom.toml"
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Section(BaseModel):
-    # strict: TOML has real types, so `stall_after = true` or `hwm = "5"` is a mistake to
-    # report, not a value to coerce (an int still counts as a float).
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-_HOST = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?)\Z")
-BUS_URL_FORMS = "tcp://host:port (e.g. tcp://127.0.0.1:7355), ipc:///path or inproc://name"
-
-
-def bus_endpoints(url: str) -> tuple[str, str]:
-    """The publish and subscribe endpoints one bus URL names.
-
-    ``tcp://h:P`` → P and P+1 (``tcp://h:0``: free ports picked at bind);
-    ``ipc://x`` / ``inproc://x`` → ``x.in`` and ``x.out``.
-
-    Raises:
-        ValueError: not one of the accepted forms; the message says which are.
-    """
-    if not isinstance(url, str):
-        raise ValueError(f"a bus url is a string such as {BUS_URL_FORMS}")
-    scheme, sep, rest = url.partition("://")
-    if not sep or not rest:
-        raise ValueError(f"bad bus url {url!r}: expected {BUS_URL_FORMS}")
-    if scheme == "tcp":
-        host, colon, port = rest.rpartition(":")
-        if not colon or not port.isdigit() or not host:
-            raise ValueError(
-                f"bad bus url {url!r}: a tcp url needs host and port, e.g. tcp://127.0.0.1:7355"
-            )
-        if not _HOST.match(host):
-            raise ValueError(
-                f"bad bus url {url!r}: {host!r} is not a host name or address "
-                "(e.g. 127.0.0.1, localhost, bus.internal or [::1])"
-            )
-        number = int(port)
-        if number == 0:
-            return f"tcp://{host}:0", f"tcp://{host}:0"
-        if not 0 < number < 65535:
-            raise ValueError(f"bad bus url {url!r}: port must be in 1..65534 (P and P+1 are used)")
-        return f"tcp://{host}:{number}", f"tcp://{host}:{number + 1}"
-    if scheme in ("ipc", "inproc"):
-        return f"{url}.in", f"{url}.out"
-    raise ValueError(f"bad bus url {url!r}: unknown transport {scheme!r} (use {BUS_URL_FORMS})")
-
-
-class BusConfig(_Section):
-    """``[bus]``: where the bus is and how it behaves."""
-
-    url: str | None = Field(
-        default=None,
-        description="Bus address, e.g. 'tcp://127.0.0.1:7355'. Unset: the project's running "
-        "bus found through .loom/bus.json, or an embedded one.",
-    )
-    mode: Literal["auto", "embedded", "connect"] = Field(
-        default="auto",
-        description="auto: join a running bus, else start one in-process; embedded: always "
-        "start one in-process; connect: only join, fail if none answers.",
-    )
-    hwm: int = Field(
-        default=100_000, ge=1000, description="ZeroMQ high-water mark (messages) per socket."
-    )
-    connect_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to wait for the bus to answer."
-    )
-    max_message_size: int = Field(
-        default=16 * 1024 * 1024,
-        ge=1024,
-        description="Largest frame (bytes) a bus socket accepts; a publisher refuses bigger "
-        "events with a clear error, and a peer that sends one is disconnected.",
-    )
-    beat_interval: float = Field(
-        default=0.25, gt=0, description="Seconds between two beats of a broker Loom starts."
-    )
-    lost_after: float = Field(
-        default=1.0, gt=0, description="Seconds without a beat (at least 3 beats) before "
-        "clients count the bus as lost: waiting requests fail, failover starts.",
-    )  # fmt: skip
-    takeover: bool = Field(
-        default=True, description="When the bus's host process dies, a process of the project "
-        'in mode "auto" takes the bus over at the same address.',
-    )  # fmt: skip
-
-    @field_validator("url")
-    @classmethod
-    def _valid_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            bus_endpoints(url)
-        return url
-
-
-class RuntimeConfig(_Section):
+class RuntimeConfig(Section):
     """``[runtime]``: agent supervision inside one process."""
 
     heartbeat_interval: float = Field(
@@ -233,7 +143,7 @@ class LLMConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class RouterConfig(_Section):
+class RouterConfig(Section):
     """``[router]``: a litellm Router over several ``[llm.*]`` entries, as ``ctx.llm("router")``."""
 
     models: list[str] = Field(
@@ -269,7 +179,7 @@ class RouterConfig(_Section):
     )
 
 
-class MCPServerConfig(_Section):
+class MCPServerConfig(Section):
     """``[mcp.<name>]``: an MCP server, over stdio (``command``) or streamable HTTP (``url``)."""
 
     command: str | None = Field(
@@ -313,7 +223,7 @@ class MCPServerConfig(_Section):
         return "stdio" if self.command is not None else "streamable-http"
 
 
-class AgentConfig(_Section):
+class AgentConfig(Section):
     """``[agents.<id>]``: how the project runs one agent, and its own settings."""
 
     module: str | None = Field(
@@ -332,7 +242,7 @@ class AgentConfig(_Section):
     )
 
 
-class MemoryConfig(_Section):
+class MemoryConfig(Section):
     """``[memory]``: agents' short-term and long-term memory."""
 
     path: str = Field(
@@ -347,7 +257,7 @@ class MemoryConfig(_Section):
     )
 
 
-class TracingConfig(_Section):
+class TracingConfig(Section):
     """``[tracing]``: OpenTelemetry spans for the workflows on the bus."""
 
     enabled: bool = Field(default=True, description="false: no spans at all.")
@@ -409,7 +319,7 @@ class TracingConfig(_Section):
     )
 
 
-class LoomConfig(_Section):
+class LoomConfig(Section):
     """The whole of ``loom.toml``."""
 
     bus: BusConfig = BusConfig()

@@ -123,6 +123,14 @@ class Dispatcher:
             sub.mailbox.put_nowait(env)
         self.delivered += len(subs)
 
+    def wants(self, topic: str) -> bool:
+        """Would :meth:`deliver` put an event on ``topic`` anywhere (a reply box of this
+        transport's inbox, or a subscription)?"""
+        if topic.startswith(self.inbox_prefix):
+            return True
+        subs = self._routes.get(topic)
+        return bool(subs if subs is not None else self._route(topic))
+
     def _route(self, topic: str) -> tuple[Subscription, ...]:
         subs = tuple(s for s in self.subscriptions if s.pattern.matches(topic))
         if len(self._routes) >= _ROUTE_CACHE_LIMIT:

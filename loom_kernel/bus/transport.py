@@ -44,6 +44,11 @@ class ClientStatistics:
     #: Reliable publishing through the event log: ``{"in_flight", "acked", "resent"}``
     #: (empty for a transport that does not do it; see ``docs/durability.md``).
     durability: dict[str, Any] = field(default_factory=dict)
+    #: Events this transport delivered to its own subscriptions in process, its own events
+    #: that came back from the broker and were dropped unread, batch messages it sent.
+    local: int = 0
+    echoes: int = 0
+    batches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -66,6 +71,11 @@ class Transport(Protocol):
 
     def publish(self, env: Envelope) -> None:
         """Send an envelope now (fills ``id``, ``ts`` and ``seq`` when unset); never blocks."""
+        ...
+
+    def new_id(self) -> str:
+        """A new event id, unique across processes (the transport may know its own ids:
+        the ZeroMQ client delivers its own events in process, see ``client.py``)."""
         ...
 
     async def subscribe(

@@ -303,6 +303,9 @@ class DurableTransport:
     def inbox(self, owner: str) -> str:
         return self.inner.inbox(owner)
 
+    def new_id(self) -> str:
+        return self.inner.new_id()
+
     def expect_replies(
         self, inbox: str, correlation_id: str, box: ReplyBox | None = None
     ) -> ReplyBox:

@@ -95,6 +95,9 @@ class NamespacedTransport:
     def inbox(self, owner: str) -> str:
         return self.inner.inbox(owner)
 
+    def new_id(self) -> str:
+        return self.inner.new_id()
+
     def expect_replies(
         self, inbox: str, correlation_id: str, box: ReplyBox | None = None
     ) -> ReplyBox:

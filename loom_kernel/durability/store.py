@@ -504,17 +504,15 @@ def _used_bytes(db: sqlite3.Connection) -> int:
 
 
 def _pos_bounds(db: sqlite3.Connection, low_ns: int, high_ns: int) -> tuple[int, int]:
-    """The log positions of the first event at or after ``low_ns`` and of the last one
-    at or before ``high_ns`` (by the events' own times; (1, 0) when there is none)."""
-    low = db.execute(
-        "SELECT pos FROM events WHERE ts >= ? ORDER BY ts LIMIT 1", (low_ns,)
-    ).fetchone()
-    high = db.execute(
-        "SELECT pos FROM events WHERE ts <= ? ORDER BY ts DESC LIMIT 1", (high_ns,)
-    ).fetchone()
+    """The smallest log position of an event at or after ``low_ns`` and the largest of
+    one at or before ``high_ns`` ((1, 0) when there is none). Times and positions do not
+    always go together: an event its publisher sent again reaches the log after newer
+    ones, so the bounds are the extremes over the time range, not its two ends."""
+    low = db.execute("SELECT min(pos) FROM events WHERE ts >= ?", (low_ns,)).fetchone()[0]
+    high = db.execute("SELECT max(pos) FROM events WHERE ts <= ?", (high_ns,)).fetchone()[0]
     if low is None or high is None:
         return 1, 0
-    return low[0], high[0]
+    return low, high
 
 
 def _prefix_bounds(prefix: str) -> tuple[str, str]:

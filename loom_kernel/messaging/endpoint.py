@@ -100,7 +100,7 @@ class Endpoint:
         env.payload, env.content_type = encode_data(env.data)
         env.source = self.source
         if not env.id:
-            env.id = new_id()
+            env.id = self.transport.new_id()
         parent = current_event.get()
         if parent is not None:
             env.hops = parent.hops + 1

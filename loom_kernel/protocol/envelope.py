@@ -225,12 +225,26 @@ def decode_frames(frames: list[bytes]) -> Envelope:
     if len(frames) != 3:
         raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)}")
     topic_bytes, header, payload = frames
+    env = decode_header(header, _envelope_decoder)
+    check_header(env)
+    env.topic = decode_topic(topic_bytes)
+    env.payload = payload
+    env.data = decode_data(payload, env.content_type)
+    return env
+
+
+def decode_header(header: bytes, decoder: msgspec.json.Decoder) -> Any:
+    """A header (or a batch's array of headers) decoded; ProtocolError when malformed."""
     try:
-        env = _envelope_decoder.decode(header)
+        return decoder.decode(header)
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"bad header: {exc}") from None
     except RecursionError:
         raise ProtocolError("bad header: nested too deeply to decode") from None
+
+
+def check_header(env: Envelope) -> None:
+    """Raise :class:`ProtocolError` unless a received header has its version and id."""
     if env.v != PROTOCOL_VERSION:
         if env.v == 0:
             raise ProtocolError('bad header: missing required field "v" (the protocol version, 1)')
@@ -239,12 +253,13 @@ def decode_frames(frames: list[bytes]) -> Envelope:
         )
     if not env.id:
         raise ProtocolError("bad header: missing required field 'id'")
+
+
+def decode_topic(topic_bytes: bytes) -> str:
+    """Frame 0 as a valid topic; ProtocolError when it is not one."""
     try:
-        env.topic = validate_topic(topic_bytes.decode())
+        return validate_topic(topic_bytes.decode())
     except UnicodeDecodeError:
         raise ProtocolError("topic frame is not UTF-8") from None
     except TopicError as exc:
         raise ProtocolError(f"bad topic frame: {exc}") from None
-    env.payload = payload
-    env.data = decode_data(payload, env.content_type)
-    return env

@@ -94,6 +94,9 @@ class FakeTransport:
         sub.mailbox.close()
         self._dispatcher.remove(sub)
 
+    def new_id(self) -> str:
+        return new_id()
+
     def inbox(self, owner: str) -> str:
         return reserved.inbox(self.client_id, owner)
 

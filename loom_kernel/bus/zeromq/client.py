@@ -12,6 +12,14 @@ Guarantees on top of plain ZeroMQ:
   are routed to their request (:mod:`loom_kernel.bus.dispatch`).
 - No frame over ``max_message_size`` leaves or enters: ``publish`` refuses it (counted
   as ``oversized``) and ZeroMQ disconnects a peer that sends one.
+- **Batches.** The first event published in a turn of the event loop leaves at once;
+  the ones that follow in the same turn leave together at its end, as batches
+  (:mod:`.outbox`); a batch received is decoded in one call.
+- **In-process delivery.** An event this client publishes reaches the subscriptions of
+  this client at once, decoded from its payload as a remote subscriber would see it
+  (same sequence numbers, QoS, TTL and statistics), and still goes to the bus once for
+  everyone else; when it comes back from the broker it is dropped unread (its header
+  starts with this client's id prefix).
 - The bus is watched through the broker's beats (:mod:`.health`): when it is lost, the
   requests waiting for a reply fail at once with :class:`BusError`, and the client
   probes until the bus answers again (the same broker, or one that took its address
@@ -23,24 +31,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import time
 import weakref
 from typing import Any
 
+import msgspec
 import zmq
 import zmq.asyncio
 
 from ...errors import BusError, ProtocolError
 from ...protocol import reserved
-from ...protocol.envelope import Envelope, decode_frames, encode_frames, new_id
+from ...protocol.batch import BATCH_FRAMES, decode_batch
+from ...protocol.envelope import (
+    PROTOCOL_VERSION,
+    Envelope,
+    decode_data,
+    decode_frames,
+    encode_frames,
+)
 from ...protocol.topics import compile_pattern
 from ..dispatch import Dispatcher
 from ..qos import make_mailbox
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .address import BusAddress
 from .health import BusHealth
+from .outbox import Outbox
 
 __all__ = ["BusClient"]
 
@@ -48,6 +66,7 @@ log = logging.getLogger("loom.client")
 _DRAIN_BATCH = 512
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 _RECONNECT_MS = 100  # ZeroMQ retries a lost connection this often (no backoff)
+_PROBE = reserved.PROBE_PREFIX.encode()
 
 
 class BusClient:
@@ -63,6 +82,10 @@ class BusClient:
             (None: never; see :mod:`.health`).
         beating: the bus is known to beat: watch it from the start, not from the first
             beat heard.
+        batching: send the events published in one turn of the event loop as batches
+            (``[bus] batching``).
+        local_delivery: deliver this client's events to its own subscriptions in
+            process (``[bus] local_delivery``).
     """
 
     def __init__(
@@ -75,9 +98,19 @@ class BusClient:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         lost_after: float | None = 1.0,
         beating: bool = False,
+        batching: bool = True,
+        local_delivery: bool = True,
     ):
         self.address = address
         self.client_id = f"{name}-{os.urandom(5).hex()}"
+        # the ids of the events published here: a prefix of this client's, then a counter
+        self._id_prefix = f"{os.urandom(6).hex()}-"
+        self._ids = itertools.count(1)
+        self._echo = f'{{"v":{PROTOCOL_VERSION},"id":"{self._id_prefix}'.encode()
+        self._echo_batch = b"[" + self._echo
+        self._outbox = Outbox(batching)
+        self._local = local_delivery
+        self._local_count = self._echoes = 0
         sync_ctx = context or zmq.Context.instance()
         self._ctx = zmq.asyncio.Context.shadow(sync_ctx.underlying)
         self._hwm = hwm
@@ -127,6 +160,7 @@ class BusClient:
         pub.connect(self.address.publish)
         asub.connect(self.address.subscribe)
         self._pub_owner, self._pub = pub, zmq.Socket.shadow(pub.underlying)
+        self._outbox.attach(self._pub, asyncio.get_running_loop())
         self._asub, self._sub = asub, zmq.Socket.shadow(asub.underlying)
         self._task = asyncio.get_running_loop().create_task(
             self._receive_loop(), name=f"loom-receive-{self.client_id}"
@@ -149,6 +183,7 @@ class BusClient:
     async def aclose(self) -> None:
         """Stop receiving, close every subscription and both sockets (idempotent)."""
         self.connected = False
+        self._outbox.detach()
         tasks = (self._watch_task, self._rejoin_task, self._task)
         self._watch_task = self._rejoin_task = self._task = None
         for task in tasks:
@@ -196,8 +231,15 @@ class BusClient:
 
     # -- publishing ------------------------------------------------------------------
 
+    def new_id(self) -> str:
+        """A new event id, unique across processes, that this client knows as its own."""
+        return f"{self._id_prefix}{next(self._ids):x}"
+
     def publish(self, env: Envelope) -> None:
         """Send an envelope (fills ``id``, ``ts`` and ``seq`` when unset). Never blocks.
+
+        Its own subscriptions get it at once (when its id is one of this client's); the
+        bus gets it now, or at the end of the loop's turn with the events that follow.
 
         Raises:
             BusError: the client is closed, or the event is over ``max_message_size``.
@@ -213,18 +255,29 @@ class BusClient:
                 "(a file path, a URL, a key in memory) instead, or raise max_message_size"
             )
         if not env.id:
-            env.id = new_id()
+            env.id = self.new_id()
         if not env.ts:
             env.ts = time.time_ns()
         if not env.seq:
             key = (env.source, env.topic)
             env.seq = self._seq.get(key, 0) + 1
             self._seq[key] = env.seq
-        topic, header, payload = encode_frames(env)
-        pub.send(topic, zmq.SNDMORE)
-        pub.send(header, zmq.SNDMORE)
-        pub.send(payload)
         self._published += 1
+        if self._local and env.id.startswith(self._id_prefix):
+            self._deliver_here(env)
+        self._outbox.send(encode_frames(env))
+
+    def _deliver_here(self, env: Envelope) -> None:
+        """To this client's own subscriptions (or reply boxes), decoded from its payload
+        as a subscriber elsewhere decodes it: handlers never share the publisher's data."""
+        topic = env.topic
+        if topic.startswith(reserved.PROBE_PREFIX) or not self._dispatcher.wants(topic):
+            return  # a probe must go round the broker: that is what it is for
+        here = msgspec.structs.replace(
+            env, v=PROTOCOL_VERSION, data=decode_data(env.payload, env.content_type)
+        )
+        self._local_count += 1
+        self._dispatcher.deliver(here)
 
     # -- subscribing -----------------------------------------------------------------
 
@@ -363,11 +416,29 @@ class BusClient:
         return frames
 
     def _dispatch(self, frames: list[bytes]) -> None:
+        count = len(frames)
+        if self._local and count >= 3 and self._echoed(frames):
+            self._echoes += 1  # this client's own event back from the broker: here already
+            return
         try:
+            if count == BATCH_FRAMES:
+                for env in decode_batch(frames):
+                    self._route(env)
+                return
             env = decode_frames(frames)
         except ProtocolError as exc:
             self._dispatcher.reject(exc)
             return
+        self._route(env)
+
+    def _echoed(self, frames: list[bytes]) -> bool:
+        if frames[0].startswith(_PROBE):
+            return False  # probes go round the broker to come back
+        if len(frames) == BATCH_FRAMES:
+            return frames[2].startswith(self._echo_batch)
+        return frames[1].startswith(self._echo)
+
+    def _route(self, env: Envelope) -> None:
         topic = env.topic
         if topic.startswith(reserved.PROBE_PREFIX):
             probe = self._probes.get(topic)
@@ -381,7 +452,13 @@ class BusClient:
 
     def statistics(self) -> ClientStatistics:
         stats = self._dispatcher.statistics(self.client_id, self._published, self._oversized)
-        return dataclasses.replace(stats, bus=self._health.to_dict())
+        return dataclasses.replace(
+            stats,
+            bus=self._health.to_dict(),
+            local=self._local_count,
+            echoes=self._echoes,
+            batches=self._outbox.batches,
+        )
 
     # -- the bus's health (failover) -------------------------------------------------
 

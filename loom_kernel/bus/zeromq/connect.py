@@ -117,6 +117,8 @@ async def _join(
         max_message_size=settings.max_message_size,
         lost_after=settings.lost_after,
         beating=beating,
+        batching=settings.batching,
+        local_delivery=settings.local_delivery,
     )
     await client.connect(timeout)
     return BusConnection(client, address, None, project_dir, settings)
@@ -135,6 +137,8 @@ async def _embed(settings: BusConfig, project_dir: Path, name: str) -> BusConnec
             max_message_size=settings.max_message_size,
             lost_after=settings.lost_after,
             beating=True,
+            batching=settings.batching,
+            local_delivery=settings.local_delivery,
         )
         await client.connect(settings.connect_timeout)
     except BaseException:

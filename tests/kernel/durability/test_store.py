@@ -46,6 +46,17 @@ def test_events_come_back_in_log_order_with_their_data(log: EventLog) -> None:
     assert found[0].event.source == "pub" and found[0].event.topic == "orders.new"
 
 
+def test_an_event_sent_again_late_is_found_though_older_than_the_events_before_it(
+    log: EventLog,
+) -> None:
+    now = time.time_ns()
+    log.append([event("probe.x", 1, source="other", ts=now)])
+    log.append([event("orders.new", i, ts=now - (10 - i) * SECOND) for i in range(1, 4)])
+    assert [item.event.topic for item in log.query()] == ["probe.x"] + ["orders.new"] * 3
+    window = log.query(since=(now - 8.5 * SECOND) / 1e9, until=(now - 6.5 * SECOND) / 1e9)
+    assert [item.event.seq for item in window] == [2, 3]
+
+
 def test_file_is_wal_and_indexed_by_time_topic_and_source_seq(log: EventLog) -> None:
     log.append([event("a.b", 1)])
     db = sqlite3.connect(log.path)

@@ -255,6 +255,17 @@ class MemoryConfig(Section):
     default_ttl_sec: float | None = Field(
         default=None, gt=0, description="Lifetime of items added without ttl (unset: forever)."
     )
+    max_items: int = Field(
+        default=100_000,
+        ge=1,
+        description="Long-term items kept per agent, at most about (its oldest go first).",
+    )
+    max_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="MiB of the long-term file in use, at most about (the oldest items of "
+        "every agent go first).",
+    )
 
 
 class TracingConfig(Section):

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom_kernel import Agent, Context, LLMError, on_event
+from loom_kernel import Agent, Context, LLMError, MemoryQueryError, on_event
 from loom_kernel.protocol import new_id, parse_traceparent
 
 from .schemas import Plan, PlanDecision, Position, Risk, Sentiment, Trend
@@ -114,7 +114,10 @@ class PlannerAgent(Agent):
         if order.get("status") in ("filled", "cancelled", "rejected") and order.get("plan_id"):
             decision = self.decisions.pop(order["plan_id"], None)
             if decision is not None and order["status"] == "filled":
-                await ctx.memory.mark_executed(decision, {"order_id": order["id"]})
+                try:
+                    await ctx.memory.mark_executed(decision, {"order_id": order["id"]})
+                except MemoryQueryError:  # a resting order outlived decision_ttl_sec
+                    ctx.log.info("plan %s filled after its decision left memory", order["plan_id"])
 
     async def on_stop(self, ctx: Context) -> None:
         for task in list(self.tasks):
@@ -232,6 +235,7 @@ class PlannerAgent(Agent):
                 trend.symbol,
                 {"action": plan.action, "plan_id": plan.id, "source": plan.source},
                 evidence=plan.evidence,
+                ttl=settings.planner.decision_ttl_sec,  # only recent ones are read back
             )
             self.decisions[plan.id] = item.id
             while len(self.decisions) > PENDING_PLANS:

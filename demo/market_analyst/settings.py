@@ -76,10 +76,23 @@ class PlannerSettings(_Section):
     plan_every_sec: float = Field(default=2.0, ge=0, description="Per symbol, at most.")
     fan_in_timeout: float = Field(default=1.0, gt=0)
     duplicate_window_sec: float = Field(default=300.0, ge=0)
+    decision_ttl_sec: float = Field(
+        default=3600.0, gt=0, description="Decisions leave the memory after this long."
+    )
     min_confidence: float = Field(default=0.55, ge=0, le=1)
     order_notional: float = Field(default=20_000.0, gt=0, description="Size of a new position.")
     stop_loss_pct: float = Field(default=0.02, gt=0, lt=1)
     take_profit_pct: float = Field(default=0.04, gt=0)
+
+    @model_validator(mode="after")
+    def _decisions_outlive_the_window(self) -> PlannerSettings:
+        if self.decision_ttl_sec < self.duplicate_window_sec:
+            raise ValueError(
+                f"decision_ttl_sec ({self.decision_ttl_sec:g}) must be at least "
+                f"duplicate_window_sec ({self.duplicate_window_sec:g}): the flip-flop check "
+                "reads the decisions of that window"
+            )
+        return self
 
 
 class ExecutorSettings(_Section):

@@ -6,26 +6,35 @@ Private: :mod:`loom_kernel.memory` is the public face (it re-exports :class:`Mem
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoomError
+from ..errors import ConfigError, LoomError
+from ._memory_retention import (
+    Retention,
+    drop_over_size,
+    purge_expired,
+    transaction,
+    trim_agent,
+)
 
 __all__ = ["ItemFilter", "MemoryItem", "MemoryStatistics", "MemoryStore", "text_of", "tokenize"]
 
-SCHEMA_VERSION = 1
+_log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's write transaction
-PURGE_EVERY = 60.0  # seconds between purges of expired rows: one DELETE per write would be waste
+WAL_LIMIT = 16 * 2**20  # bytes the WAL file is truncated to after a checkpoint
 _TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits, as FTS5's unicode61 tokenizer sees
 _COLUMNS = ("id", "agent", "kind", "key", "content", "created", "expires", "executed_at")
 _COLUMNS += ("outcome", "meta")
@@ -47,6 +56,11 @@ _SCHEMA = (
     """CREATE TRIGGER items_unindex AFTER DELETE ON items BEGIN
         DELETE FROM items_fts WHERE rowid = old.seq; END""",
 )
+# Schema version -> what brings a file of the version before up to it.
+_MIGRATIONS = {
+    # An agent's oldest items, for max_items (the rowid, seq, ends every index entry).
+    2: ("CREATE INDEX items_by_agent_age ON items (agent, created)",),
+}
 
 
 @dataclass(frozen=True)
@@ -71,13 +85,18 @@ class MemoryItem:
 
 @dataclass(frozen=True)
 class MemoryStatistics:
-    """What a :class:`MemoryStore` has done; ``items`` is the row count last seen."""
+    """What a :class:`MemoryStore` has done; ``items`` is the row count last seen.
+
+    ``purged``: expired items deleted; ``dropped``: oldest items deleted to keep an agent
+    within ``max_items`` or the file within ``max_mb``.
+    """
 
     path: str
     items: int
     writes: int
     queries: int
     purged: int
+    dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -118,23 +137,46 @@ class ItemFilter:
 class MemoryStore:
     """Long-term memory of a project: one SQLite file (WAL mode) for every agent of every process.
 
-    The file, its folder and its schema are created on first use; ``clock`` (epoch seconds)
-    dates items and expiry. Example::
+    The file, its folder and its schema are created on first use. Expired items are deleted
+    at most once a minute, after a write.
+
+    Args:
+        path: the SQLite file.
+        clock: epoch seconds; dates items and expiry.
+        max_items: each agent keeps at most about this many items (its oldest go first);
+            None: no bound.
+        max_mb: past this many MiB of pages in use, the oldest items of every agent go;
+            None: no bound.
+
+    Raises:
+        ConfigError: ``max_items`` or ``max_mb`` is not a positive number.
+
+    Example::
 
         async with MemoryStore(config.project_path(config.memory.path)) as store:
             memory = Memory(store, "planner")
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_items: int | None = None,
+        max_mb: float | None = None,
+    ):
         self.path = Path(path)
         self.clock = clock
+        self._retention = Retention(
+            max_items=_positive("max_items", max_items, int),
+            max_bytes=None if max_mb is None else int(_positive("max_mb", max_mb, float) * 2**20),
+        )
         # One thread owns the one connection: SQLite never blocks the event loop, and the
         # connection is never shared between threads, so no lock is needed.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-memory")
         self._db: sqlite3.Connection | None = None
         self._closed = False
-        self._last_purge = float("-inf")
-        self._items = self._writes = self._queries = self._purged = 0
+        self._items = self._writes = self._queries = self._purged = self._dropped = 0
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -155,7 +197,7 @@ class MemoryStore:
     def statistics(self) -> MemoryStatistics:
         """Counters for the dashboard; ``items`` is the row count as this process last saw it."""
         return MemoryStatistics(
-            str(self.path), self._items, self._writes, self._queries, self._purged
+            str(self.path), self._items, self._writes, self._queries, self._purged, self._dropped
         )
 
     # -- what Memory calls: run on the worker thread --------------------------------------
@@ -180,14 +222,38 @@ class MemoryStore:
 
     def _insert_now(self, item: MemoryItem) -> None:
         db = self._connection()
-        with _transaction(db):
-            purged = self._purge_expired(db)
+        with transaction(db):
             seq = db.execute(_INSERT, _row(item)).lastrowid
             text = text_of(item.key, item.content)
             db.execute("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", (seq, text))
         self._writes += 1
-        self._purged += purged
-        self._items += 1 - purged
+        self._items += 1
+        self._retain(db, item.agent)
+
+    def _retain(self, db: sqlite3.Connection, agent: str) -> None:
+        """Delete what retention says must go, when a check is due (see :class:`Retention`).
+
+        The item is already stored: a failure here is logged, not raised, and the next
+        check does the work."""
+        rules = self._retention
+        now = self.clock()
+        try:
+            if rules.purge_due(now):
+                purged = purge_expired(db, now)
+                self._purged += purged
+                self._items -= purged
+            if rules.trim_due(agent) and rules.max_items is not None:
+                self._dropped_now(trim_agent(db, agent, rules.max_items))
+            if rules.size_due() and rules.max_bytes is not None:
+                self._dropped_now(drop_over_size(db, rules.max_bytes))
+        except sqlite3.Error as exc:
+            _log.warning(
+                "memory retention in %s failed, retried at its next check: %s", self.path, exc
+            )
+
+    def _dropped_now(self, count: int) -> None:
+        self._dropped += count
+        self._items -= count
 
     def _select_now(self, f: ItemFilter) -> list[MemoryItem]:
         where, params = f.where()
@@ -207,7 +273,7 @@ class MemoryStore:
 
     def _delete_now(self, item_id: str) -> bool:
         db = self._connection()
-        with _transaction(db):
+        with transaction(db):
             deleted = db.execute("DELETE FROM items WHERE id = ?", (item_id,)).rowcount
         self._writes += deleted
         self._items -= deleted
@@ -215,7 +281,7 @@ class MemoryStore:
 
     def _mark_now(self, item_id: str, at: float, outcome: Any) -> MemoryItem | None:
         db = self._connection()
-        with _transaction(db):
+        with transaction(db):
             updated = db.execute(
                 "UPDATE items SET executed_at = ?, outcome = ? WHERE id = ?",
                 (at, json.dumps(outcome), item_id),
@@ -223,13 +289,6 @@ class MemoryStore:
             row = db.execute(f"SELECT {_SELECT} FROM items i WHERE i.id = ?", (item_id,)).fetchone()
         self._writes += updated
         return None if row is None else _item(row)
-
-    def _purge_expired(self, db: sqlite3.Connection) -> int:
-        now = self.clock()
-        if now - self._last_purge < PURGE_EVERY:
-            return 0
-        self._last_purge = now
-        return db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -244,6 +303,7 @@ class MemoryStore:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
             _enable_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; no fsync per commit
+            db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             self._migrate(db)
             self._items = db.execute("SELECT count(*) FROM items").fetchone()[0]
             return db
@@ -259,7 +319,7 @@ class MemoryStore:
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         # Inside a write transaction: two processes opening a new file create the schema once.
-        with _transaction(db):
+        with transaction(db):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise LoomError(
@@ -269,6 +329,10 @@ class MemoryStore:
             if version == 0:
                 for statement in _SCHEMA:
                     db.execute(statement)
+            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    db.execute(statement)
+            if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _close_db(self) -> None:
@@ -294,17 +358,16 @@ def _enable_wal(db: sqlite3.Connection) -> None:
         time.sleep(0.01)
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so a busy file waits (busy_timeout) here
-    # instead of failing later when a read transaction tries to become a write one.
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def _positive(what: str, value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | kind) or not value > 0:
+        example = "100_000" if kind is int else "512"
+        raise ConfigError(
+            f"{what}={value!r}: expected a number > 0, e.g. {what}={example} (None: no bound)",
+            key="memory",
+        )
+    return kind(value)
 
 
 def _row(item: MemoryItem) -> tuple[Any, ...]:

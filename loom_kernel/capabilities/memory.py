@@ -3,7 +3,8 @@
 An agent sees a :class:`Memory` as ``ctx.memory``. Every item goes to the agent's short-term
 deque (the newest ``short_term_size``); durable items also go to the project's
 :class:`MemoryStore`, one SQLite file with a full-text index that every agent of every process
-shares and that survives restarts (see ``docs/memory.md``).
+shares and that survives restarts, kept within ``[memory] max_items`` per agent and
+``max_mb`` (see ``docs/memory.md``).
 """
 
 from __future__ import annotations

@@ -424,8 +424,12 @@ class Runtime:
     def memory_store(self) -> MemoryStore:
         """The project's long-term memory (``[memory] path``), opened on first use."""
         if self._memory_store is None:
-            path = self.config.project_path(self.config.memory.path)
-            self._memory_store = MemoryStore(path)
+            settings = self.config.memory
+            self._memory_store = MemoryStore(
+                self.config.project_path(settings.path),
+                max_items=settings.max_items,
+                max_mb=settings.max_mb,
+            )
         return self._memory_store
 
     @property

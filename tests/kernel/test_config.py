@@ -279,6 +279,9 @@ def test_every_capability_section_maps_onto_typed_settings(tmp_path: Path) -> No
             "unknown key 'argz' in [mcp.t]: did you mean 'args'?",
         ),
         ({"memory": {"pth": "x"}}, "unknown key 'pth' in [memory]: did you mean 'path'?"),
+        ({"memory": {"max_items": 0}}, "[memory] max_items = 0: Input should be greater than"),
+        ({"memory": {"max_items": 1.5}}, "[memory] max_items = 1.5: a whole number is expected"),
+        ({"memory": {"max_mb": -1}}, "[memory] max_mb = -1: Input should be greater than 0"),
         (
             {"router": {"models": ["ghost"]}},
             "[router] models names 'ghost', which is not an [llm.*] entry",

@@ -25,6 +25,7 @@ from demo.market_analyst.schemas import (
 from demo.market_analyst.settings import demo_settings
 from loom_kernel import Runtime, Subscription, open_runtime
 from loom_kernel.config import parse_config
+from loom_kernel.errors import ConfigError
 from tests.support.openai_server import OpenAIServer, Reply
 
 pytestmark = pytest.mark.timeout(60)
@@ -192,6 +193,25 @@ async def test_the_same_decision_is_not_repeated_within_the_window(no_llm: Runti
     again = await next_plan(plans)
     assert again.action == "HOLD"
     assert "duplicate" in again.checks
+
+
+async def test_recorded_decisions_expire_after_decision_ttl_sec(project: Path) -> None:
+    rt = await start_planner(project, {"llm": None, "decision_ttl_sec": 900})
+    try:
+        plans = await rt.subscribe("plan.*")
+        await evidence(rt, ts=time.time())
+        assert (await next_plan(plans)).action == "BUY"
+        decision = await rt.agents["planner"].ctx.memory.last_decision("AAPL")
+        assert decision is not None and decision.expires is not None
+        assert decision.expires - decision.created == 900
+    finally:
+        await rt.aclose()
+
+
+def test_a_decision_ttl_shorter_than_the_duplicate_window_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"decision_ttl_sec \(60\) must be at least"):
+        demo_settings({"planner": {"decision_ttl_sec": 60, "duplicate_window_sec": 300}})
+    assert demo_settings({"planner": {"decision_ttl_sec": 60, "duplicate_window_sec": 0}})
 
 
 async def test_plans_wait_for_the_analyses_of_the_same_tick(no_llm: Runtime) -> None:

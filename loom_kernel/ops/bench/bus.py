@@ -32,6 +32,9 @@ from typing import Any
 __all__ = ["BenchPlan", "run_bench"]
 
 _BODY = b'{"symbol":"BTC-USDT","price":43123.51,"volume":0.125,"bid":43123.5,"ask":43123.6}'
+#: What every benchmark event carries (``_BODY``, as data).
+BENCH_DATA = {"symbol": "BTC-USDT", "price": 43123.51, "volume": 0.125, "bid": 43123.5,
+              "ask": 43123.6}  # fmt: skip
 _IDLE_END = 1.0  # seconds without traffic after which a receiver stops waiting
 
 
@@ -126,20 +129,24 @@ def measure_raw(count: int) -> dict[str, float]:
 # -- Loom ------------------------------------------------------------------------------
 
 
-def _loom_receiver(project: str, ready: Any, result_queue: Any, expected: int) -> None:
-    asyncio.run(_loom_receive(Path(project), ready, result_queue, expected))
+def loom_receiver(
+    project: str, ready: Any, result_queue: Any, expected: int, agents: int = 1
+) -> None:
+    asyncio.run(_loom_receive(Path(project), ready, result_queue, expected, agents))
 
 
-async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: int) -> None:
+def counter_class() -> type:
     from ...agents import Agent, on_event
-    from ...runtime import open_runtime
 
     class Counter(Agent):
-        received = 0
-        first = 0.0
-        last = 0.0
-        latencies: list[float] = []
-        done = asyncio.Event()
+        """Counts ``bench.*`` events (and their latency, when they are marked so)."""
+
+        def __init__(self, agent_id: str, expected: int):
+            super().__init__(agent_id)
+            self.expected, self.received = expected, 0
+            self.first = self.last = 0.0
+            self.latencies: list[float] = []
+            self.done = asyncio.Event()
 
         @on_event("bench.*")
         async def count(self, event: Any, ctx: Any) -> None:
@@ -150,28 +157,45 @@ async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: 
             self.last = time.perf_counter()
             if event.type == "latency":
                 self.latencies.append((now - event.ts) / 1e6)
-            if self.received >= expected:
+            if self.received >= self.expected:
                 self.done.set()
 
-    counter = Counter("bench-counter")
+    return Counter
+
+
+async def wait_counted(counters: list[Any]) -> None:
+    """Until every counter has all its events, or none counted more for ``_IDLE_END``."""
+    seen = -1
+    while not all(c.done.is_set() for c in counters):
+        total = sum(c.received for c in counters)
+        if total == seen:
+            return
+        seen = total
+        waiting = [asyncio.ensure_future(c.done.wait()) for c in counters if not c.done.is_set()]
+        await asyncio.wait(waiting, timeout=_IDLE_END if total else 60)
+        for task in waiting:
+            task.cancel()
+
+
+async def _loom_receive(
+    project: Path, ready: Any, result_queue: Any, expected: int, agents: int = 1
+) -> None:
+    from ...runtime import open_runtime
+
+    counter = counter_class()
+    counters = [counter(f"bench-counter-{os.getpid()}-{i}", expected) for i in range(agents)]
     async with open_runtime(project / "loom.toml") as rt:
-        await rt.start(counter)
+        await rt.start(*counters)
         ready.set()
-        seen = -1
-        while not counter.done.is_set():
-            try:
-                await asyncio.wait_for(counter.done.wait(), _IDLE_END if counter.received else 60)
-            except TimeoutError:
-                if counter.received == seen:
-                    break
-                seen = counter.received
+        await wait_counted(counters)
         stats = rt.client.statistics()
         tracing = rt.tracing.statistics()
     result_queue.put(
         {
-            "received": counter.received,
-            "seconds": counter.last - counter.first,
-            "latencies": counter.latencies,
+            "received": min(c.received for c in counters),
+            "seconds": max(c.last for c in counters) - min(c.first for c in counters),
+            "per_agent": [c.received / max(c.last - c.first, 1e-9) for c in counters],
+            "latencies": counters[0].latencies,
             "lost": stats.lost,
             "spans_exported": tracing.exported,
             "spans_dropped": tracing.dropped,
@@ -179,7 +203,7 @@ async def _loom_receive(project: Path, ready: Any, result_queue: Any, expected: 
     )
 
 
-def _loom_sender(project: str, count: int, rate: float) -> None:
+def loom_sender(project: str, count: int, rate: float) -> None:
     asyncio.run(_loom_send(Path(project), count, rate))
 
 
@@ -187,18 +211,11 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
     from ...protocol import Envelope
     from ...runtime import open_runtime
 
-    data = {
-        "symbol": "BTC-USDT",
-        "price": 43123.51,
-        "volume": 0.125,
-        "bid": 43123.5,
-        "ask": 43123.6,
-    }
     async with open_runtime(project / "loom.toml") as rt:
         send = rt.context.endpoint.send  # what ctx.emit does, without awaiting per event
         if rate <= 0:
             for index in range(count):
-                send(Envelope(topic="bench.tick", data=data))
+                send(Envelope(topic="bench.tick", data=BENCH_DATA))
                 if index % 2000 == 1999:
                     await asyncio.sleep(0)
         else:
@@ -208,7 +225,7 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
             while sent < count:
                 due = min(count, int((loop.time() - start) * rate) + 1)
                 while sent < due:
-                    send(Envelope(topic="bench.tick", data=data, type="latency"))
+                    send(Envelope(topic="bench.tick", data=BENCH_DATA, type="latency"))
                     sent += 1
                 await asyncio.sleep(0.0002)
         await asyncio.sleep(0.2)  # let the PUB socket flush before the runtime closes
@@ -225,8 +242,8 @@ def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, A
         tracing = "sample_ratio = 1.0\ncollect = false" if traced else "enabled = false"
         (project / "loom.toml").write_text(f'[bus]\nmode = "auto"\n[tracing]\n{tracing}\n')
         ready, results = spawn.Event(), spawn.Queue()
-        receiver = spawn.Process(target=_loom_receiver, args=(folder, ready, results, count))
-        sender = spawn.Process(target=_loom_sender, args=(folder, count, rate))
+        receiver = spawn.Process(target=loom_receiver, args=(folder, ready, results, count))
+        sender = spawn.Process(target=loom_sender, args=(folder, count, rate))
         receiver.start()
         try:
             if not ready.wait(60):
@@ -293,7 +310,28 @@ def run_bench(plan: BenchPlan, progress: Callable[[str], None] = lambda _: None)
         "traced_receiver_spans_dropped": traced["spans_dropped"],
         "count": plan.count,
     }
+    from .shapes import measure_fanout, measure_inprocess
+
+    progress(f"two agents in one runtime (in process), {plan.count:,} events")
+    inprocess = measure_inprocess(plan.count)
+    progress(f"fan-out: 1 publisher → 8 agents in 4 processes, {plan.count:,} events")
+    fanout = measure_fanout(plan.count)
+    result.throughput.update(_shapes(raw["eps"], inprocess, fanout))
     for rate in plan.rates:
         progress(f"publish→handler latency at {rate:,} events/s for {plan.duration:g} s")
         result.latency.append(measure_latency(rate, plan.duration))
     return result
+
+
+def _shapes(raw: float, inprocess: dict[str, float], fanout: dict[str, float]) -> dict[str, Any]:
+    ratio = lambda eps: round(eps / raw, 3) if raw else 0.0  # noqa: E731
+    return {
+        "inprocess_eps": round(inprocess["eps"]),
+        "inprocess_ratio": ratio(inprocess["eps"]),
+        "inprocess_received": inprocess["received"],
+        "fanout_agents": fanout["agents"],
+        "fanout_slowest_agent_eps": round(fanout["slowest_agent_eps"]),
+        "fanout_ratio": ratio(fanout["slowest_agent_eps"]),
+        "fanout_deliveries_eps": round(fanout["deliveries_eps"]),
+        "fanout_received_min": fanout["received_min"],
+    }

@@ -41,6 +41,13 @@ def test_bench_json_has_the_documented_shape(project: Path) -> None:
         throughput["loom_eps"] / throughput["raw_pyzmq_eps"], rel=0.01
     )
     assert throughput["loom_received"] == 20000
+    # the in-process and fan-out shapes, beside the same baseline
+    assert throughput["inprocess_received"] == 20000 and throughput["inprocess_eps"] > 0
+    assert throughput["inprocess_ratio"] == pytest.approx(
+        throughput["inprocess_eps"] / throughput["raw_pyzmq_eps"], rel=0.01
+    )
+    assert throughput["fanout_agents"] == 8 and throughput["fanout_received_min"] == 20000
+    assert 0 < throughput["fanout_slowest_agent_eps"] <= throughput["fanout_deliveries_eps"]
     rates = [row["rate_eps"] for row in report["latency"]]
     assert rates == [1000, 10000]
     for row in report["latency"]:
@@ -60,6 +67,7 @@ def test_bench_table_output(project: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Throughput" in result.stdout and "p99 ms" in result.stdout
+    assert "in process" in result.stdout and "fan-out" in result.stdout
 
 
 def test_bench_tools_reports_agent_and_mcp_round_trips(project: Path) -> None:

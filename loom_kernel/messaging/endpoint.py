@@ -50,6 +50,9 @@ class Endpoint:
         self.tracer = tracer
         self.max_hops = max_hops
         self.inbox = transport.inbox(source)
+        # the transport's own ids when it has them (the ZeroMQ client knows its events by
+        # them: in-process delivery); any unique id otherwise
+        self._new_id = getattr(transport, "new_id", new_id)
         self.emitted = 0
         self.last_emit = 0.0
         self._subscriptions: list[Subscription] = []
@@ -100,7 +103,7 @@ class Endpoint:
         env.payload, env.content_type = encode_data(env.data)
         env.source = self.source
         if not env.id:
-            env.id = self.transport.new_id()
+            env.id = self._new_id()
         parent = current_event.get()
         if parent is not None:
             env.hops = parent.hops + 1

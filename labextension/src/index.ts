@@ -1,5 +1,5 @@
 /**
- * Loom in JupyterLab: the studio (dashboard and traces) in a main-area tab, and the
+ * Loom in JupyterLab: the studio (dashboard, traces, topics, editor, builder, history) in a main-area tab, and the
  * project's live agents and topics in the left sidebar.
  *
  * The studio's server runs behind the Jupyter server (jupyter-server-proxy starts it
@@ -55,7 +55,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.commands.addCommand(CommandIDs.open, {
       label: 'Loom Studio',
-      caption: 'Open the Loom studio (dashboard and traces) in a tab',
+      caption: 'Open the Loom studio (dashboard, traces, topics, editor, builder, history) in a tab',
       icon: args => (args.isPalette ? undefined : loomIcon),
       execute: args =>
         openStudio({

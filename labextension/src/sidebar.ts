@@ -39,7 +39,7 @@ export class LoomSidebar extends Widget {
     this._element('h2', 'jp-LoomSidebar-title', header).textContent = 'Loom';
     const open = this._element('button', 'jp-LoomSidebar-open jp-mod-styled', header);
     open.textContent = 'Open studio';
-    open.title = 'Open the Loom studio (dashboard and traces) in a tab';
+    open.title = 'Open the Loom studio (dashboard, traces, topics, editor, builder, history) in a tab';
     open.addEventListener('click', () => this._open({}));
 
     this._status = this._element('p', 'jp-LoomSidebar-status', this.node);

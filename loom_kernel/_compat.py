@@ -39,7 +39,7 @@ MOVED = {
     "loom_kernel.worker": "loom_kernel.ops.worker",
     "loom_kernel.mcp_bridge": "loom_kernel.ops.mcp_bridge",
     "loom_kernel.deploy": "loom_kernel.ops.deploy",
-    "loom_kernel.benchmark": "loom_kernel.ops.bench.bus",
+    "loom_kernel.benchmark": "loom_kernel.ops.bench",
     "loom_kernel.bench_tools": "loom_kernel.ops.bench.tools",
 }
 

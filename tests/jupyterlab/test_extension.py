@@ -27,12 +27,12 @@ import pytest
 import pytest_asyncio
 
 from loom_kernel import Agent, Context, Envelope, on_event, open_runtime
+from tests.support.browser import CHROMIUM, launch_chromium
 from tests.support.jupyterlab import Lab, LabPage, publish, running_lab
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.multiprocess,
@@ -107,14 +107,8 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.support.browser import CHROMIUM, launch_chromium
 from tests.support.jupyterlab import LabPage, running_lab
 
 playwright_api = pytest.importorskip("playwright.async_api")
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
@@ -22,14 +22,8 @@ pytestmark = [
 
 @pytest_asyncio.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 async def test_a_real_jupyter_lab_shows_its_launcher(browser: Any, tmp_path: Path) -> None:

@@ -26,12 +26,12 @@ import nbformat
 import pytest
 import pytest_asyncio
 
+from tests.support.browser import CHROMIUM, launch_chromium
 from tests.support.jupyterlab import Lab, LabPage, publish, running_lab
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.asyncio(loop_scope="module"),
@@ -73,14 +73,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -31,10 +31,10 @@ from loom_kernel.config import parse_config
 from loom_studio.app import serve
 from loom_studio.feed import StudioFeed
 from tests.conftest import wait_until
+from tests.support.browser import CHROMIUM, launch_chromium
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
@@ -201,14 +201,8 @@ async def studio_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 @dataclass

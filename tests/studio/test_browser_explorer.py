@@ -34,6 +34,7 @@ from tests.studio.test_browser import (
     host,
     playwright_api,
 )
+from tests.support.browser import launch_chromium
 
 pytestmark = [
     pytest.mark.browser,
@@ -116,14 +117,8 @@ async def project(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pro
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -66,7 +66,6 @@ async def test_the_builder_notebook_draws_the_canvas_inline(page: LabPage, tmp_p
     # the canvas, in the cell's output, with the two generated agents and their wire
     await page.page.locator(".loom-board").first.scroll_into_view_if_needed()
     await page.page.wait_for_timeout(2000)
-    await page.screenshot(Path("/tmp/shots/dbg-lab.png"))
     for agent in ("producer-1", "sink-1"):
         await page.page.locator(f'[data-agent="{agent}"]').wait_for(timeout=WAIT_MS)
     wire = page.page.locator('path.loom-edge[data-source="producer-1"][data-target="sink-1"]')

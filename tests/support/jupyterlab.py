@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
 from tests.conftest import PYTHON, free_port, python_env
 
 __all__ = ["LOCAL_HOSTS", "Lab", "LabPage", "host", "running_lab"]
@@ -203,11 +205,35 @@ class LabPage:
         )
         await self.page.get_by_role("menuitem", name="Run", exact=True).click()
         await self.page.get_by_text("Run All Cells", exact=True).click()
-        await self.page.wait_for_function("() => window.loomRunAll !== null", timeout=timeout_ms)
+        try:
+            await self.page.wait_for_function(
+                "() => window.loomRunAll !== null", timeout=timeout_ms
+            )
+        except PlaywrightTimeout:
+            raise AssertionError(f"Run All did not end: {await self.running_cell()}") from None
         # the run's promise ends with the last execute_reply (shell channel); the last cell's
         # outputs come on iopub, before its "idle" status: wait for that, then they are in
         await self.wait_for_kernel(timeout_ms)
         return bool(await self.page.evaluate("() => window.loomRunAll.ok"))
+
+    async def running_cell(self) -> str:
+        """Which code cell the kernel is on (its prompt reads ``[*]``), with its source's
+        first line and its outputs so far: what a run that does not end is waiting for."""
+        cells = await self.page.evaluate(
+            """() => [...document.querySelectorAll('.jp-CodeCell')].map((cell) => ({
+                 prompt: cell.querySelector('.jp-InputPrompt')?.textContent || '',
+                 source: (cell.querySelector('.cm-content')?.innerText || '').slice(0, 120),
+               }))"""
+        )
+        outputs = await self.cell_outputs()
+        busy = [(i, c) for i, c in enumerate(cells) if "*" in c["prompt"]]
+        if not busy:
+            return f"no cell shows [*]; prompts: {[c['prompt'] for c in cells]}"
+        index, cell = busy[0]
+        return (
+            f"code cell {index} ({cell['prompt']}) {cell['source']!r} is still running; "
+            f"its outputs so far: {outputs[index][-500:] if index < len(outputs) else ''!r}"
+        )
 
     async def cell_outputs(self) -> list[str]:
         """The text of every code cell's outputs, in order: streams, errors with their

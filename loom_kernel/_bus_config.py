@@ -98,6 +98,23 @@ class BusConfig(Section):
         'in mode "auto" takes the bus over at the same address.',
     )  # fmt: skip
 
+    security: Literal["none", "curve"] = Field(
+        default="none", description='"curve": the broker admits only clients holding a key '
+        "it trusts, and traffic over tcp/ipc is encrypted (docs/security.md); keys come from "
+        "`loom keys generate`.",
+    )  # fmt: skip
+    keys: str = Field(
+        default=".loom/keys", description="Folder of the CURVE key pairs (relative to the "
+        "project's folder): broker.key, <identity>.key and their .key_secret files.",
+    )  # fmt: skip
+    identity: str = Field(
+        default="loom", description="The key pair this process proves on a CURVE bus.",
+    )  # fmt: skip
+    allow: list[str] | None = Field(
+        default=None, description="The identities (key names) the broker admits on a CURVE "
+        "bus. Unset: every public key in the keys folder.",
+    )  # fmt: skip
+
     @field_validator("url")
     @classmethod
     def _valid_url(cls, url: str | None) -> str | None:

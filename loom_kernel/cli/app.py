@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, deploy, eventlog, init, mcp, run, tools, traces
+from . import bench, bus, deploy, eventlog, init, keys, mcp, run, tools, traces
 
 app = typer.Typer(
     name="loom",
@@ -26,6 +26,7 @@ app.command("trace")(traces.trace)
 app.command("log")(eventlog.log)
 app.command("replay")(eventlog.replay_command)
 app.add_typer(mcp.app, name="mcp")
+app.add_typer(keys.app, name="keys")
 app.command("init")(init.init)
 app.add_typer(init.create_app, name="create")
 app.command("run")(run.run)

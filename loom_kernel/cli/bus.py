@@ -63,7 +63,7 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = broker_for(settings.bus, [address])
+        broker = broker_for(settings.bus, [address], project_dir=project)
         # a restart after a crash: let the clients waiting at the address resubscribe first
         (bound,) = broker.start(settle=SETTLE if read_record(project) is not None else 0.0)
         write_discovery(project, bound, "standalone", broker.beat_interval)
@@ -75,6 +75,9 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
         f"[bold green]loom bus[/] publish {bound.publish}  subscribe {bound.subscribe}  "
         f"(project {project})"
     )
+    if broker.curve is not None:
+        admitted = ", ".join(sorted(broker.curve.admitted.values()))
+        console.print(f"CURVE: admits {admitted}", markup=False)
     try:
         async with open_runtime(settings, bus=_loopback(bound).publish) as rt:
             collector = await rt.start_span_collector()

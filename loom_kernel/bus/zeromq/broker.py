@@ -10,6 +10,10 @@ publisher as soon as the broker's XPUB socket has processed it (see ``client.py`
 for how a subscriber waits for that). It forwards frames without parsing them:
 malformed frames cannot crash it.
 
+A broker given CURVE settings (``[bus] security = "curve"``, :mod:`loom_kernel.security`)
+is a CURVE server on both sockets: a client without an admitted key pair cannot connect,
+so it can neither publish nor receive; ``ipc://`` socket files are made ``0600``.
+
 A broker started with a ``beat_interval`` publishes ``loom.bus.beat`` from a thread of its
 own (neither its host's event loop nor the GIL-free proxy thread): clients that stop
 hearing it know the bus is gone (see ``connection.py``). A broker that replaces a dead one
@@ -20,12 +24,14 @@ there was no bus is not thrown away at a broker with no subscription yet.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import struct
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 
@@ -33,6 +39,7 @@ from ...config import BusConfig
 from ...errors import BusError
 from ...protocol import reserved
 from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
+from ...security import ServerCurve, keys_folder, server_curve
 from .address import BusAddress
 
 __all__ = ["Broker", "BrokerStatistics", "broker_for"]
@@ -69,6 +76,7 @@ class Broker:
         max_message_size: the largest frame a publisher may send; one that sends a bigger
             frame is disconnected by ZeroMQ (its events are lost, seen as sequence gaps).
         beat_interval: seconds between two ``loom.bus.beat`` (None: no beat).
+        curve: CURVE settings (None: no authentication, no encryption).
 
     ``start()`` binds in the calling thread, so a port in use fails there, clearly.
     ``epoch`` names this broker's run: a client that hears a new one knows the bus it
@@ -83,6 +91,7 @@ class Broker:
         hwm: int = 100_000,
         max_message_size: int = -1,
         beat_interval: float | None = None,
+        curve: ServerCurve | None = None,
     ):
         if not addresses:
             raise BusError("a broker needs at least one address to bind")
@@ -92,6 +101,8 @@ class Broker:
         self._max_message_size = max_message_size
         self._thread: threading.Thread | None = None
         self.epoch = os.urandom(4).hex()
+        self.curve = curve
+        self._domain = f"loom-bus-{self.epoch}"  # its sockets' ZAP domain
         # unique names: id(self) is reused once an object is freed, maybe before the proxy
         # thread of a broker that was never closed has let go of its sockets
         self._control_url = f"inproc://loom-broker-control-{self.epoch}-{next(_runs)}"
@@ -127,9 +138,12 @@ class Broker:
             sock.setsockopt(zmq.SNDHWM, self._hwm)
             sock.setsockopt(zmq.RCVHWM, self._hwm)
         xsub.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
+        if self.curve is not None:
+            for sock in (xsub, xpub):
+                self.curve.secure(sock, self._domain)
         try:
             for address in self._requested:
-                self.addresses.append(_bind_pair(xsub, xpub, address))
+                self.addresses.append(_private(_bind_pair(xsub, xpub, address)))
             if self.beat_interval is not None:
                 xsub.bind(self._beat_url)
         except BusError:
@@ -223,19 +237,37 @@ class Broker:
                 thread.join(timeout=5)
             self._control.close(0)
             self._control = None
+            if self.curve is not None:
+                self.curve.release(self._context, self._domain)
 
 
 def broker_for(
-    settings: BusConfig, addresses: list[BusAddress], context: zmq.Context | None = None
+    settings: BusConfig,
+    addresses: list[BusAddress],
+    context: zmq.Context | None = None,
+    *,
+    project_dir: Path | None = None,
 ) -> Broker:
-    """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat)."""
+    """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat, security; the
+    keys folder is relative to ``project_dir``, default the current folder)."""
+    folder = keys_folder(settings.keys, project_dir or Path.cwd())
     return Broker(
         addresses,
         context=context,
         hwm=settings.hwm,
         max_message_size=settings.max_message_size,
         beat_interval=settings.beat_interval,
+        curve=server_curve(settings.security, folder, settings.allow),
     )
+
+
+def _private(address: BusAddress) -> BusAddress:
+    """``ipc://`` socket files readable and writable by this user only."""
+    for endpoint in (address.publish, address.subscribe):
+        if endpoint.startswith("ipc://"):
+            with contextlib.suppress(OSError):  # an abstract socket (ipc://@name) has no file
+                os.chmod(endpoint[len("ipc://") :], 0o600)
+    return address
 
 
 def _settle(xpub: zmq.Socket, seconds: float) -> None:

@@ -53,6 +53,7 @@ from ...protocol.envelope import (
     encode_frames,
 )
 from ...protocol.topics import compile_pattern
+from ...security import ClientCurve
 from ..dispatch import Dispatcher
 from ..qos import make_mailbox
 from ..transport import ClientStatistics, ReplyBox, Subscription
@@ -67,6 +68,15 @@ _DRAIN_BATCH = 512
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 _RECONNECT_MS = 100  # ZeroMQ retries a lost connection this often (no backoff)
 _PROBE = reserved.PROBE_PREFIX.encode()
+
+
+# what a refused handshake looks like from here: the same silence as no bus at all
+_SECURED_HINT = {
+    False: 'If the bus is secured ([bus] security = "curve" there), set it here too, with '
+    "an admitted key pair (docs/security.md).",
+    True: "If it runs, it refused this process's key pair ([bus] identity): is the key "
+    "admitted there ([bus] allow), and is broker.key the bus's own public key?",
+}
 
 
 class BusClient:
@@ -86,6 +96,8 @@ class BusClient:
             (``[bus] batching``).
         local_delivery: deliver this client's events to its own subscriptions in
             process (``[bus] local_delivery``).
+        curve: the key pair to prove and the broker's key, on a CURVE bus
+            (``[bus] security``); None on a plain one.
     """
 
     def __init__(
@@ -100,8 +112,10 @@ class BusClient:
         beating: bool = False,
         batching: bool = True,
         local_delivery: bool = True,
+        curve: ClientCurve | None = None,
     ):
         self.address = address
+        self._curve = curve
         self.client_id = f"{name}-{os.urandom(5).hex()}"
         # the ids of the events published here: a prefix of this client's, then a counter
         self._id_prefix = f"{os.urandom(6).hex()}-"
@@ -157,8 +171,8 @@ class BusClient:
             sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         asub.setsockopt(zmq.MAXMSGSIZE, self.max_message_size)
-        pub.connect(self.address.publish)
-        asub.connect(self.address.subscribe)
+        self._connect(pub, self.address.publish)
+        self._connect(asub, self.address.subscribe)
         self._pub_owner, self._pub = pub, zmq.Socket.shadow(pub.underlying)
         self._outbox.attach(self._pub, asyncio.get_running_loop())
         self._asub, self._sub = asub, zmq.Socket.shadow(asub.underlying)
@@ -203,8 +217,13 @@ class BusClient:
         thread; what it sends carries no sequence number."""
         sock = zmq.Context.shadow(self._ctx.underlying).socket(zmq.PUB)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.address.publish)
+        self._connect(sock, self.address.publish)
         return sock
+
+    def _connect(self, sock: zmq.Socket, endpoint: str) -> None:
+        if self._curve is not None:
+            self._curve.secure(sock, endpoint)
+        sock.connect(endpoint)
 
     def repoint(self, address: BusAddress) -> None:
         """Move both sockets to another address of the bus (it moved: its old port was
@@ -220,7 +239,7 @@ class BusClient:
         ):
             with contextlib.suppress(zmq.ZMQError):
                 sock.disconnect(before)
-            sock.connect(after)
+            self._connect(sock, after)
 
     async def __aenter__(self) -> BusClient:
         await self.connect()
@@ -349,7 +368,8 @@ class BusClient:
                     raise BusError(
                         f"{what}: no bus answered at {self.address.publish} / "
                         f"{self.address.subscribe} within {timeout:g} s. Start one with "
-                        '`loom bus`, or let the runtime embed one ([bus] mode = "auto").'
+                        '`loom bus`, or let the runtime embed one ([bus] mode = "auto"). '
+                        + _SECURED_HINT[self._curve is not None]
                     )
                 interval = min(interval * 2, 0.05)
         finally:

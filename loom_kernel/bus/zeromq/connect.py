@@ -20,6 +20,7 @@ import zmq
 
 from ...config import BusConfig
 from ...errors import BusError
+from ...security import ClientCurve, client_curve, keys_folder
 from .address import BusAddress
 from .broker import Broker, broker_for
 from .client import BusClient
@@ -119,6 +120,7 @@ async def _join(
         beating=beating,
         batching=settings.batching,
         local_delivery=settings.local_delivery,
+        curve=_client_curve(settings, project_dir),
     )
     await client.connect(timeout)
     return BusConnection(client, address, None, project_dir, settings)
@@ -139,6 +141,7 @@ async def _embed(settings: BusConfig, project_dir: Path, name: str) -> BusConnec
             beating=True,
             batching=settings.batching,
             local_delivery=settings.local_delivery,
+            curve=_client_curve(settings, project_dir),  # for a move to tcp (takeover)
         )
         await client.connect(settings.connect_timeout)
     except BaseException:
@@ -158,7 +161,7 @@ def _start_broker(
     process died (its clients wait there), else free loopback ports."""
     record = read_record(project_dir) if settings.url is None and settings.takeover else None
     if record is not None and not record.alive and record.address.publish.startswith("tcp://"):
-        broker = broker_for(settings, [local, record.address], context)
+        broker = broker_for(settings, [local, record.address], context, project_dir=project_dir)
         try:
             _, tcp_bound = broker.start(settle=SETTLE)
         except BusError as exc:
@@ -166,6 +169,12 @@ def _start_broker(
         else:
             log.info("hosting the project's bus where its dead host had it")
             return broker, tcp_bound
-    broker = broker_for(settings, [local, BusAddress.parse(settings.url or "tcp://127.0.0.1:0")])
+    tcp = BusAddress.parse(settings.url or "tcp://127.0.0.1:0")
+    broker = broker_for(settings, [local, tcp], project_dir=project_dir)
     _, tcp_bound = broker.start()
     return broker, tcp_bound
+
+
+def _client_curve(settings: BusConfig, project_dir: Path) -> ClientCurve | None:
+    folder = keys_folder(settings.keys, project_dir)
+    return client_curve(settings.security, folder, settings.identity)

@@ -115,7 +115,7 @@ class BusConnection:
                     self.client.repoint(record.address)
                     self.address = record.address
                 return False
-            broker = broker_for(self.settings, [self.address])
+            broker = broker_for(self.settings, [self.address], project_dir=self.project_dir)
             broker.start(settle=SETTLE)
             write_discovery(self.project_dir, self.address, "embedded", broker.beat_interval)
             self.broker = broker

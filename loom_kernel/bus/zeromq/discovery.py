@@ -119,7 +119,11 @@ def write_discovery(
     path.parent.mkdir(parents=True, exist_ok=True)
     record = DiscoveryRecord(address, os.getpid(), time.time(), kind, beat)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(record.to_json())
+    # readable by this user only: it names where the bus is and which process hosts it
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(record.to_json())
+    tmp.chmod(0o600)  # an older file of the same name kept its mode
     tmp.replace(path)
     return path
 

@@ -19,7 +19,9 @@ Showing a :class:`~loom_studio.Dashboard` or :class:`~loom_studio.Traces` in a c
    output (:meth:`InlineViewer.updating_page`): Panel retries each message sent before that
    on its own timer, and they reach the page out of order (a plot's points, a table's rows,
    a topology's nodes from an older layout than its edges);
-5. stops the component's periodic refresh once its last output is gone (cleared, or its
+5. guards the kernel's current request against ipykernel 7's restore of an ended one
+   (:mod:`.kernel_parent`): otherwise a Run All can hang on a cell shown as running;
+6. stops the component's periodic refresh once its last output is gone (cleared, or its
    cell run again): the page tells the kernel, as Panel's JupyterLab extension means to;
    a kernel restart ends it with the process.
 
@@ -47,6 +49,8 @@ from panel.config import panel_extension
 from panel.io.notebook import EXEC_MIME, block_comm, push_on_root
 from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
 from panel.io.state import state
+
+from .kernel_parent import guard_shell_parent
 
 __all__ = ["EXTENSIONS", "InlineViewer", "keep_stylesheets_inline", "load_extension"]
 
@@ -109,6 +113,7 @@ def load_extension() -> None:
     shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
         return
+    guard_shell_parent(shell.kernel)  # the page's comm messages must not stall a Run All
     # Panel keeps what it loaded in these two class attributes (its own display path
     # reads `_loaded` the same way)
     missing = [name for name in EXTENSIONS if name not in panel_extension._loaded_extensions]

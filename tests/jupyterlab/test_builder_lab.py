@@ -67,7 +67,13 @@ async def test_the_builder_notebook_draws_the_canvas_inline(page: LabPage, tmp_p
     await page.page.locator(".loom-board").first.scroll_into_view_if_needed()
     await page.page.wait_for_timeout(2000)
     for agent in ("producer-1", "sink-1"):
-        await page.page.locator(f'[data-agent="{agent}"]').wait_for(timeout=WAIT_MS)
+        try:
+            await page.page.locator(f'[data-agent="{agent}"]').wait_for(timeout=WAIT_MS)
+        except playwright_api.TimeoutError:
+            raise AssertionError(
+                f"the canvas has no {agent}; page errors: {page.errors}; "
+                f"console errors: {page.console}"
+            ) from None
     wire = page.page.locator('path.loom-edge[data-source="producer-1"][data-target="sink-1"]')
     await playwright_api.expect(wire).to_have_count(1, timeout=WAIT_MS)
     # a palette entry dragged onto the board reaches the kernel, which draws the new agent

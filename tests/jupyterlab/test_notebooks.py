@@ -259,19 +259,19 @@ dashboard, traces = shown["Dashboard"], shown["Traces"]
 STOPPED = (
     SHOWN
     + """\
-for _ in range(100):  # the page tells the kernel on Panel's cleanup comm: give it 10 s
-    if not (dashboard.running or traces.running):
-        break
-    await asyncio.sleep(0.1)
-
-
 def refreshes(task):  # a periodic callback of Panel's calling one of them
     frame = getattr(task.get_coro(), "cr_frame", None)
     callback = getattr(frame and frame.f_locals.get("self"), "callback", None)
     return getattr(callback, "__self__", None) in (dashboard, traces)
 
 
-tasks = sum(map(refreshes, asyncio.all_tasks()))
+# the page tells the kernel on Panel's cleanup comm, and a refresh under way when it stops
+# ends first: give it 10 s
+for _ in range(100):
+    tasks = sum(map(refreshes, asyncio.all_tasks()))
+    if not (dashboard.running or traces.running or tasks):
+        break
+    await asyncio.sleep(0.1)
 print("refreshing:", dashboard.running, traces.running, "- refresh tasks:", tasks)
 """
 )

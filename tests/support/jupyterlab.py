@@ -127,6 +127,41 @@ def host(url: str) -> str | None:
     return urlsplit(url.removeprefix("blob:")).hostname
 
 
+# Lab handles a kernel's messages one at a time, each after the last one's handler settled
+# (its comm handlers are awaited): a handler that never settles holds every later message,
+# execute_reply included. This wraps the handler to name the messages still in hand.
+WATCH_MESSAGES_JS = """
+() => {
+  const kernel = jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  if (kernel.loomWatched) return;
+  kernel.loomWatched = true;
+  window.loomMessages = { pending: new Map(), count: 0, requests: new Map() };
+  // per execute_request sent: whether its reply and its "idle" status came back
+  kernel.anyMessage.connect((_, { msg, direction }) => {
+    const type = msg.header.msg_type;
+    if (direction === 'send' && type === 'execute_request') {
+      loomMessages.requests.set(msg.header.msg_id, {
+        code: msg.content.code.slice(0, 40), reply: false, idle: false, busy: false, idles: 0 });
+    }
+    const request = direction === 'recv' && loomMessages.requests.get(msg.parent_header.msg_id);
+    if (!request) return;
+    if (type === 'execute_reply') request.reply = msg.content.status;
+    if (type === 'status') request[msg.content.execution_state] = true;
+    if (type === 'status' && msg.content.execution_state === 'idle') request.idles += 1;
+  });
+  const handle = kernel._handleMessage.bind(kernel);
+  kernel._handleMessage = async (msg) => {
+    const id = ++loomMessages.count;
+    loomMessages.pending.set(id, {
+      n: id, type: msg.header.msg_type, channel: msg.channel, at: new Date().toISOString(),
+      content: JSON.stringify(msg.content).slice(0, 400),
+    });
+    try { return await handle(msg); } finally { loomMessages.pending.delete(id); }
+  };
+}
+"""
+
+
 @dataclass
 class LabPage:
     """One browser page of a :class:`Lab`, and everything it asked for or complained about."""
@@ -203,6 +238,7 @@ class LabPage:
                  jupyterapp.commands.commandExecuted.connect(watch);
                }"""
         )
+        await self.page.evaluate(WATCH_MESSAGES_JS)
         await self.page.get_by_role("menuitem", name="Run", exact=True).click()
         await self.page.get_by_text("Run All Cells", exact=True).click()
         try:
@@ -230,9 +266,23 @@ class LabPage:
         if not busy:
             return f"no cell shows [*]; prompts: {[c['prompt'] for c in cells]}"
         index, cell = busy[0]
+        stuck = await self.page.evaluate(
+            "() => window.loomMessages && [...loomMessages.pending.values()]"
+        )
+        unanswered = await self.page.evaluate(
+            """() => window.loomMessages && [...loomMessages.requests.values()]
+                 .filter((r) => !(r.reply && r.idle) || r.idles > 1)"""
+        )
+        kernels = self.lab.api("/api/kernels")
         return (
             f"code cell {index} ({cell['prompt']}) {cell['source']!r} is still running; "
-            f"its outputs so far: {outputs[index][-500:] if index < len(outputs) else ''!r}"
+            f"its outputs so far: {outputs[index][-500:] if index < len(outputs) else ''!r}; "
+            f"kernel messages the page has not finished handling: {stuck}; "
+            f"execute requests without their reply and idle status, or with two idle: "
+            f"{unanswered}; "
+            f"the server's kernels: {[(k['id'][:8], k['execution_state']) for k in kernels]}; "
+            f"page errors: {self.errors[-3:]}; console errors: {self.console[-3:]}; "
+            f"the server's log ends: {self.lab.output()[-1500:]!r}"
         )
 
     async def cell_outputs(self) -> list[str]:

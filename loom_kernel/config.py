@@ -27,6 +27,7 @@ from pydantic import (
 from ._bus_config import BUS_URL_FORMS, BusConfig, bus_endpoints
 from ._config_section import Section
 from ._eventlog_config import EventLogConfig
+from ._tools_config import SandboxedToolConfig
 from .errors import ConfigError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MemoryConfig",
     "RouterConfig",
     "RuntimeConfig",
+    "SandboxedToolConfig",
     "TracingConfig",
     "bus_endpoints",
     "find_config",
@@ -338,6 +340,7 @@ class LoomConfig(Section):
     llm: dict[str, LLMConfig] = Field(default_factory=dict)
     router: RouterConfig = RouterConfig()
     mcp: dict[str, MCPServerConfig] = Field(default_factory=dict)
+    tools: dict[str, SandboxedToolConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     memory: MemoryConfig = MemoryConfig()
     tracing: TracingConfig = TracingConfig()

@@ -3,6 +3,8 @@
 ``ctx.tool(name, args)`` reaches
 
 - an ``@tool`` of an agent in any process, by a request on ``loom.tool.<name>``;
+- a sandboxed tool declared as ``[tools.<name>]`` in ``loom.toml`` (a WebAssembly module
+  run in this process under wasmtime, :mod:`.wasi_tools`), by its name;
 - a tool of an MCP server declared as ``[mcp.<server>]`` in ``loom.toml``, by its
   qualified name ``<server>.<tool>`` (always), by its bare name when exactly one server
   has it and no agent of this process serves it (a collision asks for the qualified
@@ -11,8 +13,8 @@
 Every runtime answers ``loom.tools.query`` with its agents' tools, so
 :meth:`ActionBroker.tools` lists what the whole bus can call, MCP tools included.
 
-The broker is given what it uses: the ``[mcp.*]`` settings, a tracer, and a callable
-listing the tools this process's running agents serve.
+The broker is given what it uses: the ``[mcp.*]`` and ``[tools.*]`` settings, a tracer,
+and a callable listing the tools this process's running agents serve.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bus.transport import Subscription
-from ..config import MCPServerConfig
+from ..config import MCPServerConfig, SandboxedToolConfig
 from ..errors import LoomError, RemoteError, RequestTimeout, ToolError, ToolTimeout
 from ..messaging.collaboration import fan_out
 from ..messaging.endpoint import Endpoint
@@ -37,6 +39,7 @@ from ..stats import LatencyRecorder
 from ..tracing.tracer import NO_TRACER, Tracer, traceparent_of
 from .mcp_servers import MCPServer
 from .tools import ToolInfo
+from .wasi_tools import WasiTool
 
 __all__ = ["ActionBroker", "ToolStatistics", "list_mcp_tools"]
 
@@ -75,6 +78,7 @@ class ActionBroker:
         project_dir: where relative MCP server paths start.
         local_tools: the tools served by the running agents of this process, now.
         tracer: records a span per call.
+        sandboxed: the ``[tools.*]`` sections (disabled ones are left out).
     """
 
     def __init__(
@@ -84,7 +88,13 @@ class ActionBroker:
         *,
         local_tools: Callable[[], list[ToolInfo]] = list,
         tracer: Tracer = NO_TRACER,
+        sandboxed: dict[str, SandboxedToolConfig] | None = None,
     ):
+        self.sandboxed: dict[str, WasiTool] = {
+            name: WasiTool(name, settings, project_dir)
+            for name, settings in (sandboxed or {}).items()
+            if settings.enabled
+        }
         self.servers: dict[str, MCPServer] = {
             name: MCPServer(name, settings, project_dir)
             for name, settings in servers.items()
@@ -151,6 +161,8 @@ class ActionBroker:
                     remote.add(info.name)
         # what other processes serve, known now: a call right after needs no query of its own
         self._remote_names, self._remote_checked = remote, time.monotonic()
+        # a [tools.<name>] entry is what ctx.tool(name) calls, even if an agent has one too
+        found.update({name: tool.info for name, tool in self.sandboxed.items()})
         listed = list(found.values())
         if mcp:
             listed.extend(await self._mcp_tools(bare_names=set(found)))
@@ -192,6 +204,11 @@ class ActionBroker:
             with self.tracer.span(
                 f"tool {name}", "client", agent=endpoint.source, attributes=attributes
             ) as span:
+                sandboxed = self.sandboxed.get(name)
+                if sandboxed is not None:
+                    if span is not None:
+                        span.set_attribute("loom.tool.kind", "wasi")
+                    return await sandboxed.call(args or {}, timeout=timeout)
                 target = await self._resolve(endpoint, name)
                 if target is None:
                     if span is not None:

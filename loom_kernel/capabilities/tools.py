@@ -38,8 +38,8 @@ class ToolInfo:
         description: what it does (the method's docstring, or the MCP server's text).
         input_schema: JSON schema of the arguments object.
         output_schema: JSON schema of the result, when known.
-        provider: ``agent:<agent id>`` or ``mcp:<server name>``.
-        kind: ``"agent"`` or ``"mcp"``.
+        provider: ``agent:<agent id>``, ``mcp:<server name>`` or ``wasi:<module path>``.
+        kind: ``"agent"``, ``"mcp"`` or ``"wasi"`` (a sandboxed ``[tools.<name>]``).
         process: the bus client id of the process serving it (agent tools), else None.
     """
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import LoomError
 from ..ops.bench import BenchPlan, run_bench
+from ..ops.bench.bus import measure_loom
 
 
 def bench(
@@ -26,14 +27,20 @@ def bench(
         bool, typer.Option("--demo", help="The Market Analyst: tick → order latency.")
     ] = False,
     rate: Annotated[float, typer.Option(help="Demo ticks per second, all symbols.")] = 100.0,
+    security: Annotated[
+        bool, typer.Option("--security", help="Throughput on a CURVE bus beside a plain one.")
+    ] = False,
 ) -> None:
     """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency;
     with --tools, tool-call round trips.
 
-    Examples: `loom bench --quick --json`, `loom bench --tools`.
+    Examples: `loom bench --quick --json`, `loom bench --tools`, `loom bench --security`.
     """
     if tools:
         _bench_tools(calls if not quick else min(calls, 500), as_json)
+        return
+    if security:
+        _bench_security(count or (20_000 if quick else 100_000), as_json)
         return
     if demo:
         seconds = duration if duration is not None else (10.0 if quick else 30.0)
@@ -157,4 +164,32 @@ def _bench_demo(seconds: float, rate: float, as_json: bool) -> None:
             for key in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")
         ),
     )
+    Console().print(table)
+
+
+def _bench_security(count: int, as_json: bool) -> None:
+    """The same cross-process run on a plain bus and on a CURVE one, in this run."""
+    console = Console(stderr=True)
+    figures = {}
+    with console.status("starting") as status:
+        for name, secured in (("plain", False), ("curve", True)):
+            status.update(f"[bold]{name} bus: {count:,} events across two processes")
+            figures[name] = measure_loom(count, secured=secured)
+    plain, curve = figures["plain"]["eps"], figures["curve"]["eps"]
+    result = {
+        "plain_eps": round(plain),
+        "curve_eps": round(curve),
+        "ratio": round(curve / plain, 3) if plain else 0.0,
+        "plain_received": figures["plain"]["received"],
+        "curve_received": figures["curve"]["received"],
+        "count": count,
+    }
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title="a CURVE bus beside a plain one (sender → broker → handler)")
+    for column in ("bus", "events/s", "received", "vs plain"):
+        table.add_column(column, justify="right")
+    for name, eps, ratio in (("plain", plain, 1.0), ("curve", curve, result["ratio"])):
+        table.add_row(name, f"{eps:,.0f}", f"{result[f'{name}_received']:,}", f"{ratio:.2f}")
     Console().print(table)

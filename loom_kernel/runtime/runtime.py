@@ -107,7 +107,11 @@ class Runtime:
         self.tracing: Tracer = recorder or NO_TRACER
         self.middleware: list[Middleware] = [tracing_middleware(recorder)] if recorder else []
         self.actions = ActionBroker(
-            config.mcp, config.project_dir, local_tools=self._local_tools, tracer=self.tracing
+            config.mcp,
+            config.project_dir,
+            local_tools=self._local_tools,
+            tracer=self.tracing,
+            sandboxed=config.tools,
         )
         self.capabilities = Capabilities(
             config, self.actions, lambda: self.memory_store, tracer=self.tracing

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...security import BROKER, generate_keys
+
 __all__ = ["BenchPlan", "BenchResult", "measure_latency", "measure_loom", "measure_raw"]
 
 _BODY = b'{"symbol":"BTC-USDT","price":43123.51,"volume":0.125,"bid":43123.5,"ask":43123.6}'
@@ -230,7 +232,9 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
         await asyncio.sleep(0.2)  # let the PUB socket flush before the runtime closes
 
 
-def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, Any]:
+def _loom_round(
+    count: int, rate: float, *, traced: bool = False, secured: bool = False
+) -> dict[str, Any]:
     spawn = mp.get_context("spawn")
     # Generous: the run itself, plus process start-up; a rate of 0 means "as fast as possible".
     patience = 120 + (count / rate if rate > 0 else count / 20_000)
@@ -239,7 +243,15 @@ def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, A
         # Tracing off is the bus alone; on, every event is sampled: a publish span in the
         # publisher, a handle span in the receiver, both exported on the bus in batches.
         tracing = "sample_ratio = 1.0\ncollect = false" if traced else "enabled = false"
-        (project / "loom.toml").write_text(f'[bus]\nmode = "auto"\n[tracing]\n{tracing}\n')
+        # secured: CURVE between the processes (the sender's tcp link to the broker; the
+        # receiver hosts the bus and reaches it in process)
+        security = 'security = "curve"\n' if secured else ""
+        if secured:
+            for name in (BROKER, "loom"):
+                generate_keys(project / ".loom" / "keys", name)
+        (project / "loom.toml").write_text(
+            f'[bus]\nmode = "auto"\n{security}[tracing]\n{tracing}\n'
+        )
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=loom_receiver, args=(folder, ready, results, count))
         sender = spawn.Process(target=loom_sender, args=(folder, count, rate))
@@ -259,8 +271,8 @@ def _loom_round(count: int, rate: float, *, traced: bool = False) -> dict[str, A
     return outcome
 
 
-def measure_loom(count: int, *, traced: bool = False) -> dict[str, float]:
-    outcome = _loom_round(count, 0, traced=traced)
+def measure_loom(count: int, *, traced: bool = False, secured: bool = False) -> dict[str, float]:
+    outcome = _loom_round(count, 0, traced=traced, secured=secured)
     seconds = max(outcome["seconds"], 1e-9)
     return {
         "received": outcome["received"],

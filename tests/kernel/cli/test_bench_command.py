@@ -89,3 +89,18 @@ def test_bench_tools_reports_agent_and_mcp_round_trips(project: Path) -> None:
     assert mcp["ratio_p50"] == pytest.approx(
         mcp["loom"]["p50_ms"] / mcp["direct"]["p50_ms"], rel=0.01
     )
+
+
+def test_bench_security_measures_a_curve_bus_beside_a_plain_one(project: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--security", "--count", "3000", "--json"],
+        cwd=project,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["plain_received"] == report["curve_received"] == report["count"] == 3000
+    assert report["ratio"] == pytest.approx(report["curve_eps"] / report["plain_eps"], abs=0.001)

@@ -2,7 +2,8 @@
 
 The files are ZeroMQ's own certificate format (``zmq.auth``), so ``zmq.auth.load_certificate``
 and other ZeroMQ tools read them. A secret file is written ``0600`` and its folder ``0700``;
-one readable by others is refused when loaded (fix it with ``chmod 600``).
+one that any user can read is refused when loaded (fix it with ``chmod 600``). Group read
+is allowed: a Kubernetes Secret volume gives the pod's group (``fsGroup``) read access.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def load_keys(folder: Path, name: str) -> KeyPair:
     """Both halves of ``name``'s keys.
 
     Raises:
-        ConfigError: no such keys (the message says how to make them), or the secret file
-            can be read by other users.
+        ConfigError: no such keys (the message says how to make them), or any user can
+            read the secret file.
     """
     _, secret = _paths(folder, check_name(name))
     if not secret.exists():
@@ -83,10 +84,8 @@ def load_keys(folder: Path, name: str) -> KeyPair:
             f"no secret key {name!r} in {folder}: create it with `loom keys generate {name}`"
         )
     mode = stat.S_IMODE(secret.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{secret} can be read by other users (mode {mode:o}): `chmod 600 {secret}`"
-        )
+    if mode & 0o007:
+        raise ConfigError(f"any user can read {secret} (mode {mode:o}): `chmod 600 {secret}`")
     public_key, secret_key = zmq.auth.load_certificate(secret)
     return KeyPair(name, public_key, secret_key)
 

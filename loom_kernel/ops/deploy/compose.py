@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layout import APP_DIR, BUS_PORT, CONFIG_PATH, DATA_DIR, SECURITY, STUDIO_PORT
+from .layout import APP_DIR, BUS_PORT, CONFIG_PATH, DATA_DIR, KEYS_DIR, STUDIO_PORT, security_note
 from .plan import DeployOptions, Plan
 from .serialize import yaml_file
 
@@ -16,7 +16,11 @@ _COMPOSE_HEADER = (
     "Docker Compose: the broker, one service per agent group, the studio.\n"
     "In this folder: docker compose up --build (the keys: .env.example); the studio is\n"
     f"then at http://localhost:{STUDIO_PORT}/. Ports are published on the host's loopback only.\n"
-    + SECURITY
+)
+_KEYS_HELP = (
+    f"The bus's key pairs are the project's keys folder, mounted read-only at {KEYS_DIR}:\n"
+    f"the containers' user (uid 10001) must be able to read them, e.g.\n"
+    "  chgrp -R 10001 {keys} && chmod 750 {keys} && chmod 640 {keys}/*\n"
 )
 
 
@@ -27,6 +31,8 @@ def compose(plan: Plan, options: DeployOptions) -> dict[str, Any]:
         "build": {"context": options.context, "dockerfile": options.dockerfile},
     }
     volumes = [f"./loom.deploy.toml:{CONFIG_PATH}:ro", f"loom-data:{DATA_DIR}"]
+    if plan.keys is not None:  # never in the image: a read-only mount of the keys folder
+        volumes.append(f"{_keys_folder(plan.keys, options)}:{KEYS_DIR}:ro")
     probe = (
         "import socket\n"
         f"for port in ({BUS_PORT}, {BUS_PORT + 1}):\n"
@@ -77,4 +83,12 @@ def compose(plan: Plan, options: DeployOptions) -> dict[str, Any]:
 
 def compose_file(plan: Plan, options: DeployOptions) -> str:
     """``compose.yaml``: the Compose project, stamped, under its header."""
-    return yaml_file(compose(plan, options), _COMPOSE_HEADER)
+    header = _COMPOSE_HEADER + security_note(plan.keys is not None)
+    if plan.keys is not None:
+        header += "\n" + _KEYS_HELP.format(keys=_keys_folder(plan.keys, options))
+    return yaml_file(compose(plan, options), header.rstrip("\n"))
+
+
+def _keys_folder(keys: str, options: DeployOptions) -> str:
+    """``[bus] keys`` seen from the output folder (relative ones start at the project)."""
+    return keys if keys.startswith("/") else f"{options.context.rstrip('/')}/{keys}"

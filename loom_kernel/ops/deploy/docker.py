@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layout import APP_DIR, BUS_PORT, DATA_DIR, SECURITY, STUDIO_PORT, UID
+from .layout import APP_DIR, BUS_PORT, DATA_DIR, STUDIO_PORT, UID, security_note
 from .plan import DeployOptions
 from .serialize import comment
 from .stamp import stamped
@@ -10,7 +10,7 @@ from .stamp import stamped
 __all__ = ["dockerfile", "dockerignore"]
 
 
-def dockerfile(options: DeployOptions) -> str:
+def dockerfile(options: DeployOptions, *, secured: bool = False) -> str:
     """The image: Loom, the project's requirements and code, run as a non-root user."""
     requirements = (
         "# The project's own dependencies (its requirements.txt), in their own layer.\n"
@@ -21,7 +21,7 @@ def dockerfile(options: DeployOptions) -> str:
     )
     ports = (
         f"# {BUS_PORT}-{BUS_PORT + 1}: the bus (publish, subscribe); {STUDIO_PORT}: the studio.\n"
-        f"{comment(SECURITY)}EXPOSE {BUS_PORT} {BUS_PORT + 1} {STUDIO_PORT}\n"
+        f"{comment(security_note(secured))}EXPOSE {BUS_PORT} {BUS_PORT + 1} {STUDIO_PORT}\n"
     )
     return stamped(
         f"# The image of {options.project}: Loom and the project's code. Every service runs it\n"
@@ -50,9 +50,10 @@ def dockerfile(options: DeployOptions) -> str:
     )
 
 
-def dockerignore(options: DeployOptions) -> str:
-    """What the image leaves out. BuildKit reads ``<Dockerfile>.dockerignore`` next to the
-    Dockerfile: a ``.dockerignore`` here would not apply to the project-folder context."""
+def dockerignore(options: DeployOptions, *, keys: str | None = None) -> str:
+    """What the image leaves out (``keys``: the bus's keys folder, a secret too). BuildKit
+    reads ``<Dockerfile>.dockerignore`` next to the Dockerfile: a ``.dockerignore`` here
+    would not apply to the project-folder context."""
     patterns = [
         ".git",
         ".loom",
@@ -65,6 +66,7 @@ def dockerignore(options: DeployOptions) -> str:
         ".env",
         ".env.*",
         *options.ignore,
+        *([keys.strip("/").removeprefix("./")] if keys and not keys.startswith("/") else []),
     ]
     return stamped(
         "# Kept out of the image: local state, environments, caches, secrets and the\n"

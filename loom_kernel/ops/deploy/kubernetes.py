@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .layout import BUS_PORT, CONFIG_PATH, DATA_DIR, SECURITY, STUDIO_PORT, UID
+from .layout import BUS_PORT, CONFIG_PATH, DATA_DIR, KEYS_DIR, STUDIO_PORT, UID, security_note
 from .plan import DeployOptions, Group, Plan
 from .serialize import yaml_file
 
@@ -35,7 +35,8 @@ def kubernetes(plan: Plan, options: DeployOptions, settings: str) -> dict[str, s
             "kind": "Kustomization",
             "resources": list(files),
         },
-        "Apply with: kubectl apply -k k8s (secrets.example.yaml is not applied: see it).",
+        "Apply with: kubectl apply -k k8s (secrets.example.yaml is not applied: see it)."
+        + (k8s.keys_help() if plan.keys is not None else ""),
     )
     if plan.secrets:
         rendered["k8s/secrets.example.yaml"] = yaml_file([k8s.secret_example()], k8s.secret_help())
@@ -53,7 +54,8 @@ class _Kubernetes:
         self.settings = settings
 
     def header(self, name: str) -> str:
-        security = f"\n{SECURITY}" if name in ("bus.yaml", "networkpolicy.yaml") else ""
+        note = security_note(self.plan.keys is not None)
+        security = f"\n{note}" if name in ("bus.yaml", "networkpolicy.yaml") else ""
         return f"Kubernetes: {name} of project {self.project}.{security}"
 
     def labels(self, name: str, component: str) -> dict[str, str]:
@@ -170,6 +172,7 @@ class _Kubernetes:
                     "readOnly": True,
                 },
                 {"name": "data", "mountPath": DATA_DIR},
+                *self._keys_mount(),
             ],
             **extra,
         }
@@ -184,8 +187,30 @@ class _Kubernetes:
             "volumes": [
                 {"name": "config", "configMap": {"name": f"{self.project}-config"}},
                 {"name": "data", "persistentVolumeClaim": {"claimName": f"{self.project}-data"}},
+                *self._keys_volume(),
             ],
         }
+
+    def _keys_mount(self) -> list[dict[str, Any]]:
+        if self.plan.keys is None:
+            return []
+        return [{"name": "bus-keys", "mountPath": KEYS_DIR, "readOnly": True}]
+
+    def _keys_volume(self) -> list[dict[str, Any]]:
+        """The bus's key pairs, from a Secret the operator creates (keys_help): readable by
+        the pod's group (fsGroup), nobody else."""
+        if self.plan.keys is None:
+            return []
+        secret = {"secretName": f"{self.project}-bus-keys", "defaultMode": 0o440}
+        return [{"name": "bus-keys", "secret": secret}]
+
+    def keys_help(self) -> str:
+        return (
+            "\nFirst create the Secret of the bus's key pairs ([bus] keys: "
+            f"{self.plan.keys}),\nonce, outside version control, from the project folder:\n"
+            f"  kubectl create secret generic {self.project}-bus-keys "
+            f"--namespace {self.options.ns} --from-file={self.plan.keys}/"
+        )
 
     def near_bus(self, pod: dict[str, Any]) -> dict[str, Any]:
         """A pod that waits for the bus and runs on its node (the shared SQLite volume)."""

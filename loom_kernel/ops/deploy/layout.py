@@ -9,9 +9,11 @@ __all__ = [
     "BUS_URL",
     "CONFIG_PATH",
     "DATA_DIR",
+    "KEYS_DIR",
     "SECURITY",
     "STUDIO_PORT",
     "UID",
+    "security_note",
 ]
 
 BUS_PORT = 7355  # publishers; subscribers use BUS_PORT + 1
@@ -21,9 +23,24 @@ DATA_DIR = "/var/lib/loom"
 CONFIG_PATH = f"{APP_DIR}/loom.deploy.toml"
 UID = 10001
 BUS_URL = f"tcp://bus:{BUS_PORT}"
+KEYS_DIR = "/run/loom-keys"  # the bus's CURVE key pairs ([bus] security = "curve")
 
-SECURITY = (
-    "The bus runs without CURVE authentication or topic ACLs (Loom has none yet):\n"
-    f"whoever reaches ports {BUS_PORT}-{BUS_PORT + 1} reads and publishes every event. "
-    "Keep it on a\nprivate network (docs/deploy.md)."
-)
+
+def security_note(secured: bool) -> str:
+    """What the generated files say about the bus's security."""
+    if secured:
+        return (
+            '[bus] security = "curve": only a process holding a key pair the broker admits\n'
+            f"joins the bus (the keys are mounted at {KEYS_DIR}). There are no per-identity\n"
+            "topic ACLs yet: every admitted process reads and publishes every event\n"
+            "(docs/security.md)."
+        )
+    return (
+        '[bus] security = "none": whoever reaches ports '
+        f"{BUS_PORT}-{BUS_PORT + 1} reads and publishes every\n"
+        'event. Keep the bus on a private network, or set [bus] security = "curve"\n'
+        "(docs/security.md, docs/deploy.md)."
+    )
+
+
+SECURITY = security_note(False)

@@ -47,6 +47,7 @@ class Plan:
     groups: tuple[Group, ...]
     secrets: tuple[str, ...]  # environment variables holding keys: names only, never values
     warnings: tuple[str, ...] = ()
+    keys: str | None = None  # [bus] keys when the bus is CURVE-secured, else None
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def plan_deployment(config: LoomConfig) -> Plan:
                 f"{group.service!r} (Compose and Kubernetes names): rename one",
                 path=file,
             )
-    return Plan(groups, _secrets(config, file), _warnings(config))
+    keys = config.bus.keys if config.bus.security == "curve" else None
+    return Plan(groups, _secrets(config, file), _warnings(config), keys)
 
 
 def _group(config: LoomConfig, name: str, agents: list[str], file: str | None) -> Group:

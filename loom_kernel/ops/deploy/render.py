@@ -21,7 +21,7 @@ from ...config import LoomConfig
 from .compose import compose_file
 from .docker import dockerfile, dockerignore
 from .kubernetes import kubernetes
-from .layout import BUS_URL, CONFIG_PATH, DATA_DIR, SECURITY
+from .layout import BUS_URL, CONFIG_PATH, DATA_DIR, KEYS_DIR, security_note
 from .plan import DeployOptions, plan_deployment
 from .serialize import comment, to_toml
 from .stamp import stamped
@@ -38,8 +38,8 @@ def render(config: LoomConfig, options: DeployOptions) -> dict[str, str]:
     plan = plan_deployment(config)
     settings = deploy_toml(config)
     files = {
-        "Dockerfile": dockerfile(options),
-        "Dockerfile.dockerignore": dockerignore(options),
+        "Dockerfile": dockerfile(options, secured=plan.keys is not None),
+        "Dockerfile.dockerignore": dockerignore(options, keys=plan.keys),
         "loom.deploy.toml": settings,
         "compose.yaml": compose_file(plan, options),
         **kubernetes(plan, options, settings),
@@ -58,12 +58,15 @@ def deploy_toml(config: LoomConfig) -> str:
     and spans live on the shared volume; every other key is the project's own."""
     data = config.model_dump(exclude_unset=True, exclude_none=True)
     data["bus"] = {**data.get("bus", {}), "url": BUS_URL, "mode": "connect"}
+    secured = config.bus.security == "curve"
+    if secured:  # the key pairs come from a secret mounted there, never from the image
+        data["bus"]["keys"] = KEYS_DIR
     data["memory"] = {**data.get("memory", {}), "path": f"{DATA_DIR}/memory.db"}
     data["tracing"] = {**data.get("tracing", {}), "store_path": f"{DATA_DIR}/traces.db"}
     ordered = {key: data[key] for key in LoomConfig.model_fields if key in data}
     header = comment(
         f"The project's loom.toml for the deployment, mounted at {CONFIG_PATH}:\n"
         f"every process joins the broker at {BUS_URL}; memory and spans live on the\n"
-        f"volume shared by the containers ({DATA_DIR}).\n{SECURITY}"
+        f"volume shared by the containers ({DATA_DIR}).\n{security_note(secured)}"
     )
     return stamped(header + "\n" + to_toml(ordered))

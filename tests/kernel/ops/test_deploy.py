@@ -355,7 +355,44 @@ def test_the_deploy_config_joins_the_bus_service_and_keeps_the_project_settings(
         assert getattr(deployed, section) == getattr(original, section), section
     assert deployed.agents["planner"].settings["started"] == datetime.datetime(2024, 5, 1, 9, 30)
     assert 'Authorization = "Bearer ${SEARCH_TOKEN}"' in text  # a reference, expanded at run
-    assert "without CURVE authentication" in text
+    assert '[bus] security = "none": whoever reaches ports' in text
+
+
+def test_a_curve_bus_gets_its_keys_from_a_mount_never_from_the_image() -> None:
+    secured = '[bus]\nsecurity = "curve"\n' + PROJECT_TOML
+    files = generate(secured, context="..")
+    deployed = parse_config(tomllib.loads(files["loom.deploy.toml"]))
+    assert (deployed.bus.security, deployed.bus.keys) == ("curve", "/run/loom-keys")
+    assert "only a process holding a key pair the broker admits" in files["loom.deploy.toml"]
+    assert ".loom" in files["Dockerfile.dockerignore"].splitlines()  # the default keys folder
+    # Compose: every service mounts the project's keys folder read-only
+    services = yaml.safe_load(files["compose.yaml"])["services"]
+    for name, service in services.items():
+        assert "../.loom/keys:/run/loom-keys:ro" in service["volumes"], name
+    assert "chgrp -R 10001 ../.loom/keys" in files["compose.yaml"]
+    # Kubernetes: every pod mounts the Secret, readable by its group only; how to create it
+    for name, deployment in of_kind(files, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "bus-keys"]
+        assert volume["secret"] == {"secretName": "shop-bus-keys", "defaultMode": 0o440}, name
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "bus-keys"]
+        assert mount == {"name": "bus-keys", "mountPath": "/run/loom-keys", "readOnly": True}
+    assert (
+        "kubectl create secret generic shop-bus-keys --namespace" in files["k8s/kustomization.yaml"]
+    )
+    assert all("secretName" not in text or "bus-keys" in text for text in files.values())
+
+
+def test_a_plain_bus_mounts_no_keys() -> None:
+    files = generate()
+    assert "/run/loom-keys" not in files["compose.yaml"] + "".join(
+        text for name, text in files.items() if name.startswith("k8s/")
+    )
+
+
+def test_keys_in_a_project_folder_stay_out_of_the_image() -> None:
+    secured = '[bus]\nsecurity = "curve"\nkeys = "secrets/bus"\n' + PROJECT_TOML
+    assert "secrets/bus" in generate(secured)["Dockerfile.dockerignore"].splitlines()
 
 
 # -- Kubernetes --------------------------------------------------------------------------
@@ -475,9 +512,11 @@ def test_the_network_policy_admits_only_the_projects_pods() -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl here")
-def test_kubectl_kustomize_builds_the_manifests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("security", ["none", "curve"])
+def test_kubectl_kustomize_builds_the_manifests(tmp_path: Path, security: str) -> None:
     # group names a YAML 1.1 reader would take for booleans or null must stay strings
-    text = PROJECT_TOML.replace('group = "ingest"', 'group = "on"') + (
+    bus = f'[bus]\nsecurity = "{security}"\n'
+    text = bus + PROJECT_TOML.replace('group = "ingest"', 'group = "on"') + (
         '[agents.y]\nmodule = "agents.y:Y"\n[agents.z]\nmodule = "agents.z:Z"\ngroup = "null"\n'
     )
     for path, content in generate(text).items():

@@ -53,8 +53,10 @@ def test_missing_keys_say_how_to_make_them(tmp_path: Path) -> None:
     assert key_names(tmp_path / "none") == []
 
 
-def test_a_secret_others_can_read_is_refused(tmp_path: Path) -> None:
-    generate_keys(tmp_path, "a")
+def test_a_secret_any_user_can_read_is_refused(tmp_path: Path) -> None:
+    pair = generate_keys(tmp_path, "a")
     (tmp_path / "a.key_secret").chmod(0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
+    with pytest.raises(ConfigError, match=r"any user can read .*chmod 600"):
         load_keys(tmp_path, "a")
+    (tmp_path / "a.key_secret").chmod(0o440)  # a Kubernetes Secret: the pod's group reads it
+    assert load_keys(tmp_path, "a") == pair

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..capabilities import MCPServer, ToolInfo, list_mcp_tools
+from ..capabilities.wasi_tools import WasiTool
 from ..config import LoomConfig
 from ..errors import ToolError
 from .project import join_running_bus, load_project
@@ -57,15 +58,20 @@ async def _gather(
     async with join_running_bus(settings) as rt:
         if rt is not None:
             return await rt.tools(timeout=timeout, mcp=mcp), True
+    sandboxed = [
+        WasiTool(name, entry, settings.project_dir).info
+        for name, entry in settings.tools.items()
+        if entry.enabled
+    ]
     if not mcp:
-        return [], False
+        return sandboxed, False
     servers = [
         MCPServer(server, entry, settings.project_dir)
         for server, entry in settings.mcp.items()
         if entry.enabled
     ]
     try:
-        return await list_mcp_tools(servers), False
+        return sandboxed + await list_mcp_tools(servers), False
     finally:
         for server in servers:
             await server.aclose()

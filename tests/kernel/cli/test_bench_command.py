@@ -13,27 +13,18 @@ from tests.conftest import PYTHON, python_env
 pytestmark = pytest.mark.multiprocess
 
 
-def test_bench_json_has_the_documented_shape(project: Path) -> None:
+def bench(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``loom bench ARGS`` in the project, as a user runs it; it must succeed."""
     result = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "loom_kernel.cli.app",
-            "bench",
-            "--json",
-            "--quick",
-            "--count",
-            "20000",
-            "--duration",
-            "0.5",
-        ],
-        cwd=project,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        [PYTHON, "-m", "loom_kernel.cli.app", "bench", *args],
+        cwd=project, env=python_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_bench_json_has_the_documented_shape(project: Path) -> None:
+    result = bench(project, "--json", "--quick", "--count", "20000", "--duration", "0.5")
     report = json.loads(result.stdout)
     throughput = report["throughput"]
     assert throughput["raw_pyzmq_eps"] > 0 and throughput["loom_eps"] > 0
@@ -57,29 +48,13 @@ def test_bench_json_has_the_documented_shape(project: Path) -> None:
 
 
 def test_bench_table_output(project: Path) -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--count", "5000", "--duration", "0.2"],
-        cwd=project,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench(project, "--count", "5000", "--duration", "0.2")
     assert "Throughput" in result.stdout and "p99 ms" in result.stdout
     assert "in process" in result.stdout and "fan-out" in result.stdout
 
 
 def test_bench_tools_reports_agent_and_mcp_round_trips(project: Path) -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--tools", "--calls", "50", "--json"],
-        cwd=project,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench(project, "--tools", "--calls", "50", "--json")
     report = json.loads(result.stdout)
     agent = report["agent_tool"]
     assert agent["calls"] == 50
@@ -92,15 +67,7 @@ def test_bench_tools_reports_agent_and_mcp_round_trips(project: Path) -> None:
 
 
 def test_bench_security_measures_a_curve_bus_beside_a_plain_one(project: Path) -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "loom_kernel.cli.app", "bench", "--security", "--count", "3000", "--json"],
-        cwd=project,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench(project, "--security", "--count", "3000", "--json", timeout=180)
     report = json.loads(result.stdout)
     assert report["plain_received"] == report["curve_received"] == report["count"] == 3000
     assert report["ratio"] == pytest.approx(report["curve_eps"] / report["plain_eps"], abs=0.001)

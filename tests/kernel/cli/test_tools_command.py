@@ -74,6 +74,18 @@ async def test_tools_without_a_running_bus_lists_mcp_servers_only(project: Path)
     assert not (project / ".loom" / "bus.json").exists()  # looking started no bus
 
 
+async def test_tools_without_a_running_bus_lists_sandboxed_tools(project: Path) -> None:
+    wasm = REPO / "examples" / "wasm_tool" / "word_count.wasm"
+    (project / "loom.toml").write_text(
+        f'[tools.word_count]\nsandbox = "wasi"\nmodule = "{wasm}"\ndescription = "Counts."\n'
+    )
+    result = await loom(project, "tools", "--json", "--no-mcp")
+    assert result.returncode == 0, result.stderr
+    [listed] = json.loads(result.stdout)
+    assert (listed["name"], listed["kind"]) == ("word_count", "wasi")
+    assert listed["provider"] == f"wasi:{wasm}"
+
+
 async def test_tools_unknown_name_is_a_clear_error(project: Path) -> None:
     result = await loom(project, "tools", "nope", "--no-mcp")
     assert result.returncode == 1

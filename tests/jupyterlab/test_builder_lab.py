@@ -26,7 +26,7 @@ pytestmark = [
 WAIT_MS = 60_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The notebook in notebooks/, beside a copy of the demo (it reads ../demo)."""
     root = tmp_path_factory.mktemp("builder-lab")
@@ -42,7 +42,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield server
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="module")
 async def page(lab: Lab) -> AsyncIterator[LabPage]:
     async with playwright_api.async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
@@ -57,6 +57,12 @@ async def page(lab: Lab) -> AsyncIterator[LabPage]:
             await chromium.close()
 
 
+# A known flake, not understood yet: now and then (2 runs in ~15, on a loaded machine, the
+# first JupyterLab test after the parallel suite) the page's Panel comm handler fails every
+# patch of an output with Bokeh's "TypeError: ... is not iterable" in apply_json_patch, and
+# the canvas never draws. The test fails with that console error; it gets one more try, in a
+# JupyterLab of its own (the fixtures are per test). Nothing else is retried.
+@pytest.mark.flaky(reruns=1)
 async def test_the_builder_notebook_draws_the_canvas_inline(page: LabPage, tmp_path: Path) -> None:
     assert await page.run_all(), "a cell failed"
     outputs = await page.cell_outputs()

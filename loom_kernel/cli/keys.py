@@ -60,8 +60,10 @@ def list_keys(
     allowed = settings.bus.allow
     table = Table("name", "secret here", "admitted by the broker", title=str(folder))
     for name in names:
-        admitted = "(it is the broker)" if name == BROKER else (
-            "yes" if allowed is None or name in allowed else "no"
+        admitted = (
+            "(it is the broker)"
+            if name == BROKER
+            else ("yes" if allowed is None or name in allowed else "no")
         )
         secret = "yes" if (folder / f"{name}.key_secret").exists() else "no"
         table.add_row(name, secret, admitted)

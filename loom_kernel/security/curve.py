@@ -69,9 +69,7 @@ def keys_folder(folder: str, project_dir: Path) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
-def server_curve(
-    security: str, folder: Path, allow: list[str] | None = None
-) -> ServerCurve | None:
+def server_curve(security: str, folder: Path, allow: list[str] | None = None) -> ServerCurve | None:
     """The broker's CURVE settings (None when ``security`` is ``"none"``).
 
     Raises:

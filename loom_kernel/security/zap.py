@@ -40,9 +40,7 @@ class _Authenticator(ThreadAuthenticator):
 class Gatekeeper:
     """The admitted keys of every CURVE broker of one ZeroMQ context."""
 
-    _by_context: weakref.WeakKeyDictionary[zmq.Context, Gatekeeper] = (
-        weakref.WeakKeyDictionary()
-    )
+    _by_context: weakref.WeakKeyDictionary[zmq.Context, Gatekeeper] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, context: zmq.Context):

@@ -516,8 +516,10 @@ def test_the_network_policy_admits_only_the_projects_pods() -> None:
 def test_kubectl_kustomize_builds_the_manifests(tmp_path: Path, security: str) -> None:
     # group names a YAML 1.1 reader would take for booleans or null must stay strings
     bus = f'[bus]\nsecurity = "{security}"\n'
-    text = bus + PROJECT_TOML.replace('group = "ingest"', 'group = "on"') + (
-        '[agents.y]\nmodule = "agents.y:Y"\n[agents.z]\nmodule = "agents.z:Z"\ngroup = "null"\n'
+    text = (
+        bus
+        + PROJECT_TOML.replace('group = "ingest"', 'group = "on"')
+        + ('[agents.y]\nmodule = "agents.y:Y"\n[agents.z]\nmodule = "agents.z:Z"\ngroup = "null"\n')
     )
     for path, content in generate(text).items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

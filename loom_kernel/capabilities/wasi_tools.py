@@ -30,14 +30,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-import wasmtime
+from typing import TYPE_CHECKING, Any
 
 from ..config import SandboxedToolConfig
 from ..errors import ToolError, ToolTimeout
-from .tools import ToolInfo
+from .tools import ToolInfo, check_arguments, load_validator
+
+if TYPE_CHECKING:  # imported when a tool is first called: `import loom_kernel` stays light
+    import wasmtime
 
 __all__ = ["WasiTool"]
 
@@ -55,6 +55,8 @@ class _Ticker:
 
     @classmethod
     def engine(cls) -> wasmtime.Engine:
+        import wasmtime
+
         with cls._lock:
             if cls._engine is None:
                 config = wasmtime.Config()
@@ -87,8 +89,7 @@ class WasiTool:
         ]
         self._pre: wasmtime.InstancePre | None = None
         self._compile_lock = threading.Lock()
-        jsonschema.Draft202012Validator.check_schema(settings.input_schema)
-        self._validator = jsonschema.Draft202012Validator(settings.input_schema)
+        self._schema_checked = False
 
     @property
     def info(self) -> ToolInfo:
@@ -108,17 +109,33 @@ class WasiTool:
                 not JSON.
             ToolTimeout: the call ran past its wall-clock limit.
         """
-        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.path))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].path) or "the arguments"
-            raise ToolError(f"tool {self.name!r}: {where}: {errors[0].message}")
+        await load_validator()
+        self._check_schema()
+        check_arguments(self.info, args)
         limit = min(timeout, self.settings.timeout_sec) if timeout else self.settings.timeout_sec
         stdin = json.dumps(args).encode()
         return await asyncio.to_thread(self._run, stdin, limit)
 
+    def _check_schema(self) -> None:
+        """A broken ``input_schema`` in loom.toml is the project's mistake: say so."""
+        if self._schema_checked:
+            return
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(self.settings.input_schema)
+        except SchemaError as exc:
+            raise ToolError(
+                f"[tools.{self.name}] input_schema is not a JSON schema: {exc.message}"
+            ) from None
+        self._schema_checked = True
+
     # -- on a worker thread ----------------------------------------------------------
 
     def _instance_pre(self) -> wasmtime.InstancePre:
+        import wasmtime
+
         with self._compile_lock:
             if self._pre is None:
                 if not self.path.is_file():
@@ -147,6 +164,8 @@ class WasiTool:
             return self._pre
 
     def _run(self, stdin: bytes, timeout: float) -> Any:
+        import wasmtime
+
         pre = self._instance_pre()
         settings = self.settings
         with tempfile.TemporaryDirectory(prefix="loom-wasi-", dir=_SCRATCH) as scratch:
@@ -187,6 +206,8 @@ class WasiTool:
             return self._result(files["stdout"], files["stderr"])
 
     def _trap_error(self, trap: wasmtime.Trap, timeout: float, stderr: Path) -> ToolError:
+        import wasmtime
+
         code = trap.trap_code
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return ToolError(
@@ -222,6 +243,8 @@ def _no_waiting(linker: wasmtime.Linker) -> None:
     """Refuse WASI's ``poll_oneoff`` (sleep, wait on a clock or a file) with ``ENOTSUP``: a
     call blocked in the host cannot be interrupted by the epoch, so a sandboxed tool may
     compute or return, never wait."""
+    import wasmtime
+
     i32 = wasmtime.ValType.i32()
     linker.allow_shadowing = True
     linker.define_func(

@@ -113,10 +113,13 @@ async def test_a_failing_tool_is_a_tool_error_saying_what_failed(
 async def test_arguments_are_checked_against_the_schema(sandbox: Path) -> None:
     schema = {"type": "object", "properties": {"do": {"enum": ["env"]}}, "required": ["do"]}
     tool = misbehave(sandbox, input_schema=schema)
-    with pytest.raises(ToolError, match=r"'misbehave': do: 'loop' is not one of \['env'\]"):
+    with pytest.raises(ToolError, match=r"tool misbehave: argument 'do': 'loop' is not one of"):
         await tool.call({"do": "loop"})
-    with pytest.raises(ToolError, match=r"'do' is a required property"):
+    with pytest.raises(ToolError, match=r"argument 'do' is missing \(it takes: do\)"):
         await tool.call({})
+    broken = misbehave(sandbox, input_schema={"type": "no such type"})
+    with pytest.raises(ToolError, match=r"\[tools.misbehave\] input_schema is not a JSON schema"):
+        await broken.call({})
 
 
 async def test_a_bad_module_says_so(sandbox: Path) -> None:

@@ -61,7 +61,7 @@ async def page(lab: Lab) -> AsyncIterator[LabPage]:
 # first JupyterLab test after the parallel suite) the page's Panel comm handler fails every
 # patch of an output with Bokeh's "TypeError: ... is not iterable" in apply_json_patch, and
 # the canvas never draws. The test fails with that console error; it gets one more try, in a
-# JupyterLab of its own (the fixtures are per test). Nothing else is retried.
+# JupyterLab of its own (the fixtures are per test).
 @pytest.mark.flaky(reruns=1)
 async def test_the_builder_notebook_draws_the_canvas_inline(page: LabPage, tmp_path: Path) -> None:
     assert await page.run_all(), "a cell failed"

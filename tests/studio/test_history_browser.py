@@ -166,6 +166,9 @@ async def drag(studio: Studio, handle: str, dx: float) -> None:
     await studio.page.mouse.up()
 
 
+# Load-sensitive: beside the parallel suite the filtered rows once took more than 20 s to
+# come (2 of 3 full runs this session, never alone). One retry, on a fresh page.
+@pytest.mark.flaky(reruns=1)
 async def test_the_history_tab_shows_the_rate_window_filter_and_replay_command(
     studio: Studio, project: Project, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 __all__ = ["Gatekeeper"]
 
@@ -78,7 +79,7 @@ class Gatekeeper:
     def identity(self, public_key: bytes) -> str | None:
         """The identity a (binary or Z85) public key stands for, if any domain admits it."""
         if len(public_key) == 32:
-            public_key = zmq.utils.z85.encode(public_key)
+            public_key = z85.encode(public_key)
         return self._keys.get(public_key)
 
     def callback(self, domain: str, key: bytes) -> bool:

@@ -10,7 +10,6 @@ __all__ = [
     "CONFIG_PATH",
     "DATA_DIR",
     "KEYS_DIR",
-    "SECURITY",
     "STUDIO_PORT",
     "UID",
     "security_note",
@@ -41,6 +40,3 @@ def security_note(secured: bool) -> str:
         'event. Keep the bus on a private network, or set [bus] security = "curve"\n'
         "(docs/security.md, docs/deploy.md)."
     )
-
-
-SECURITY = security_note(False)

@@ -222,6 +222,11 @@ def serve(
         title=TITLE,
         websocket_origin=origins,
         extra_patterns=[(r"/api/live", LiveHandler, {"feed": feed})],
+        # a closed tab's session refreshes its views until it is discarded, 15 s after (the
+        # time a slow page has to connect); Bokeh looks for them every 17 s by default, which
+        # kept two or three alive beside each open page when pages come and go
+        check_unused_sessions_milliseconds=2_000,
+        unused_session_lifetime_milliseconds=15_000,
     )
     with contextlib.suppress(ValueError, TypeError):  # not the main thread: nothing was taken
         signal.signal(signal.SIGINT, previous)

@@ -77,6 +77,7 @@ class EventStream:
         self.applied = ""  # the pattern the table shows
         self.shown: deque[EventRow] = deque(maxlen=MAX_ROWS)  # the table's rows, oldest first
         self._reset = False
+        self._feed: StudioFeed | None = None  # the feed of the last refresh: clicks look in it
         self.pattern.param.watch(self._on_pattern, "value")
         self.pause.param.watch(self._on_pause, "value")
         controls = pn.Row(self.pattern, self.pause, self.waiting, self.clicks.panel)
@@ -106,15 +107,26 @@ class EventStream:
             self.waiting.object = ""
 
     def _on_click(self, key: str) -> None:
+        # the page may show rows that have left the table here since: a loaded browser draws
+        # the refreshes late, so a row it shows may be seconds old; the feed holds more
         row = next((row for row in self.shown if str(row.seq) == key), None)
-        if row is not None:
-            self.payload.object = _payload(row)
+        if row is None and self._feed is not None and key.isdigit():
+            row = self._feed.event(int(key))
+        if row is None:
+            held = self._feed.max_events if self._feed is not None else MAX_ROWS
             self.payload_title.object = (
-                f"<b>Payload</b> <small>{_clock(row.ts)} {html.escape(row.topic)} "
-                f"from {html.escape(row.source)}</small>"
+                "<b>Payload</b> <small>that event is no longer held: the studio keeps the "
+                f"last {held:,} events; pause the stream to look at one at leisure</small>"
             )
+            return
+        self.payload.object = _payload(row)
+        self.payload_title.object = (
+            f"<b>Payload</b> <small>{_clock(row.ts)} {html.escape(row.topic)} "
+            f"from {html.escape(row.source)}</small>"
+        )
 
     def refresh(self, feed: StudioFeed) -> None:
+        self._feed = feed
         pattern = self.applied or None
         if self.pause.value:
             waiting = len(feed.events_since(self.last_seq, pattern))

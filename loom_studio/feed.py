@@ -86,12 +86,13 @@ class StudioFeed:
     """Bounded state of the bus, updated by :class:`StudioObserver`.
 
     Args:
-        max_events: events kept for the event stream.
+        max_events: events kept for the event stream, and for the payload of a row clicked
+            on a page that shows it late (a loaded page or server may be seconds behind).
         history_sec: seconds of per-second QoS history.
         rate_window: seconds over which topology edge rates are computed.
     """
 
-    def __init__(self, *, max_events: int = 2000, history_sec: int = 300, rate_window: int = 10):
+    def __init__(self, *, max_events: int = 10_000, history_sec: int = 300, rate_window: int = 10):
         self.max_events = max_events
         self.rate_window = rate_window
         self.events: deque[EventRow] = deque(maxlen=max_events)
@@ -225,10 +226,22 @@ class StudioFeed:
         """Events newer than ``seq`` (matching ``pattern`` when given), oldest first."""
         from loom_kernel import topic_matches
 
-        rows = [row for row in self.events if row.seq > seq]
+        rows = []  # from the newest back: a refresh costs what came since, not what is kept
+        for row in reversed(self.events):
+            if row.seq <= seq:
+                break
+            rows.append(row)
+        rows.reverse()
         if pattern:
             rows = [row for row in rows if topic_matches(pattern, row.topic)]
         return rows
+
+    def event(self, seq: int) -> EventRow | None:
+        """The event numbered ``seq``, while the feed still holds it (the last ``max_events``)."""
+        if not self.events or not self.events[0].seq <= seq <= self.events[-1].seq:
+            return None
+        row = self.events[seq - self.events[0].seq]  # numbered one by one as they came
+        return row if row.seq == seq else None
 
     def edge_rates(self) -> dict[tuple[str, str], float]:
         """Events per second along each edge, over the last ``rate_window`` seconds."""

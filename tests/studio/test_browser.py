@@ -183,10 +183,11 @@ window.loomTest = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def studio_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """The six agents at 50 ticks/s, the demo's terminal view (an observer agent) and the
-    studio, on this event loop."""
+    """The six agents at 20 ticks/s (~100 events/s, the demo's own rate: the 250 of 50
+    ticks/s, beside the server, chromium and coverage on 2 cores, left the page seconds
+    behind), the demo's terminal view (an observer agent) and the studio, on this loop."""
     folder = tmp_path_factory.mktemp("studio")
-    settings = bench_config(folder, 50, ["AAPL", "BTC-USDT"])
+    settings = bench_config(folder, 20, ["AAPL", "BTC-USDT"])
     config = parse_config(settings, path=folder / "loom.toml")
     async with open_runtime(config) as rt:
         await rt.start(*agents(), ViewAgent(View()))
@@ -303,8 +304,10 @@ async def test_event_stream_stays_on_the_newest_rows(studio: Studio) -> None:
     await studio.wait(
         "() => { const d = loomTest.source(['seq', 'topic']); return d && d.seq.length >= 500; }"
     )
-    samples = []
-    for _ in range(20):  # two seconds: about 20 refreshes, with the 500 rows rolling over
+    samples: list[list[int]] = []
+    # about ten refreshes a second, with the 500 rows rolling over; a loaded machine draws
+    # fewer: sample until six have been seen (at most 200 samples, a minute or so)
+    while len({first for _, first, _ in samples}) <= 5 and len(samples) < 200:
         samples.append(
             await studio.wait(
                 """(cell) => {
@@ -319,11 +322,6 @@ async def test_event_stream_stays_on_the_newest_rows(studio: Studio) -> None:
     assert len({first for _, first, _ in samples}) > 5  # and new rows kept coming
 
 
-# Known, not fixed: now and then (3 of ~10 runs of this module in a full `make test` this
-# session; it passes alone) the pressed row's payload does not show within 20 s: the click
-# selects another row of the moving stream, or none. One retry, on a fresh page; the bug is
-# in the closing note of 2026-12-06's fourth stop.
-@pytest.mark.flaky(reruns=1)
 async def test_a_click_on_the_moving_event_stream_shows_the_clicked_events_payload(
     studio: Studio,
 ) -> None:

@@ -135,13 +135,21 @@ WATCH_MESSAGES_JS = """
   const kernel = jupyterapp.shell.currentWidget.sessionContext.session.kernel;
   if (kernel.loomWatched) return;
   kernel.loomWatched = true;
-  window.loomMessages = { pending: new Map(), count: 0, requests: new Map() };
+  window.loomMessages = { pending: new Map(), count: 0, requests: new Map(), outputs: [] };
   // per execute_request sent: whether its reply and its "idle" status came back
   kernel.anyMessage.connect((_, { msg, direction }) => {
     const type = msg.header.msg_type;
     if (direction === 'send' && type === 'execute_request') {
       loomMessages.requests.set(msg.header.msg_id, {
         code: msg.content.code.slice(0, 40), reply: false, idle: false, busy: false, idles: 0 });
+    }
+    if (direction === 'recv' && ['stream', 'error', 'execute_result'].includes(type)) {
+      // the last outputs the kernel sent, with the request they name: a cell whose output
+      // is missing shows whether it went to another request
+      loomMessages.outputs.push({ type, parent: msg.parent_header.msg_id,
+        parentType: msg.parent_header.msg_type,
+        text: JSON.stringify(msg.content.text || msg.content.evalue || '').slice(0, 80) });
+      loomMessages.outputs.splice(0, loomMessages.outputs.length - 20);
     }
     const request = direction === 'recv' && loomMessages.requests.get(msg.parent_header.msg_id);
     if (!request) return;
@@ -284,6 +292,17 @@ class LabPage:
             f"page errors: {self.errors[-3:]}; console errors: {self.console[-3:]}; "
             f"the server's log ends: {self.lab.output()[-1500:]!r}"
         )
+
+    async def recent_messages(self) -> str:
+        """The kernel's last outputs and execute requests as the page saw them (once
+        :data:`WATCH_MESSAGES_JS` runs in it): where an output that did not show went."""
+        seen = await self.page.evaluate(
+            """() => window.loomMessages && {
+                 outputs: loomMessages.outputs,
+                 requests: [...loomMessages.requests.entries()].slice(-5),
+               }"""
+        )
+        return f"the page's last kernel outputs and requests: {seen}"
 
     async def cell_outputs(self) -> list[str]:
         """The text of every code cell's outputs, in order: streams, errors with their

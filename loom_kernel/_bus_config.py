@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from ._config_section import Section
 
-__all__ = ["BUS_URL_FORMS", "BusConfig", "bus_endpoints"]
+__all__ = ["BUS_URL_FORMS", "AclConfig", "BusConfig", "bus_endpoints"]
 
 
 _HOST = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?)\Z")
@@ -114,6 +114,12 @@ class BusConfig(Section):
         default=None, description="The identities (key names) the broker admits on a CURVE "
         "bus. Unset: every public key in the keys folder.",
     )  # fmt: skip
+    operators: list[str] | None = Field(
+        default=None, description="The identities that may publish Loom's control requests "
+        "(loom.supervisor.control and .logs: stop, start, restart agents, read their logs; "
+        "loom.code.reload) on a CURVE bus. Unset: the identity of the process that hosts the "
+        "broker.",
+    )  # fmt: skip
 
     @field_validator("url")
     @classmethod
@@ -121,3 +127,43 @@ class BusConfig(Section):
         if url is not None:
             bus_endpoints(url)
         return url
+
+
+class AclConfig(Section):
+    """``[acl.<identity>]``: what one identity may do on a CURVE bus (``docs/security.md``).
+
+    A list left unset allows everything of its kind; ``[]`` allows nothing. Patterns follow
+    the kernel's rules (``*`` is one segment, a trailing ``*`` the rest).
+    """
+
+    publish: list[str] | None = Field(
+        default=None, description="Topic patterns it may publish on (its own topics; Loom's "
+        "loom.* plumbing follows fixed rules, see docs/security.md).",
+    )  # fmt: skip
+    subscribe: list[str] | None = Field(
+        default=None, description="Topic patterns it may subscribe to. Enforced on ZeroMQ's "
+        "byte prefixes, so a wildcard may only end a pattern: 'market.price.*', not "
+        "'market.*.AAPL'.",
+    )  # fmt: skip
+    tools: list[str] | None = Field(
+        default=None, description="Names (or patterns) of the tools it may call.",
+    )  # fmt: skip
+    agents: list[str] = Field(
+        default_factory=list, description="Agent and process ids only this identity may "
+        "publish as (globs: 'trade*'); any other identity using one is refused.",
+    )  # fmt: skip
+
+    # the patterns themselves are checked by the broker's guard (security/guard.py)
+    @field_validator("subscribe")
+    @classmethod
+    def _prefix_patterns(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or []:
+            if "*" in pattern.rstrip("*") or (
+                pattern.endswith("*") and pattern != "*" and not pattern.endswith(".*")
+            ):
+                raise ValueError(
+                    f"{pattern!r}: the broker enforces subscriptions by their byte prefix, so a "
+                    "wildcard may only end a pattern (e.g. 'market.price.*'); list the topics "
+                    "instead, or end the pattern at the wildcard"
+                )
+        return patterns

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._bus_config import BUS_URL_FORMS, BusConfig, bus_endpoints
+from ._bus_config import BUS_URL_FORMS, AclConfig, BusConfig, bus_endpoints
 from ._config_section import Section
 from ._eventlog_config import EventLogConfig
 from ._tools_config import SandboxedToolConfig
@@ -33,6 +33,7 @@ from .errors import ConfigError
 __all__ = [
     "BUS_URL_FORMS",
     "ENV_REFERENCE",
+    "AclConfig",
     "AgentConfig",
     "BusConfig",
     "EventLogConfig",
@@ -345,6 +346,11 @@ class LoomConfig(Section):
     memory: MemoryConfig = MemoryConfig()
     tracing: TracingConfig = TracingConfig()
     eventlog: EventLogConfig = EventLogConfig()
+    acl: dict[str, AclConfig] = Field(
+        default_factory=dict,
+        description="[acl.<identity>]: what each identity may publish, subscribe to and call "
+        'on a CURVE bus (docs/security.md); needs [bus] security = "curve".',
+    )
     demo: dict[str, Any] = Field(
         default_factory=dict,
         description="The Market Analyst demo's own settings, checked by the demo "
@@ -360,6 +366,12 @@ class LoomConfig(Section):
                     raise ValueError(
                         f"[{section}.{name}]: bad name {name!r}: use letters, digits, '_' and '-'"
                     )
+        if self.acl and self.bus.security != "curve":
+            names = ", ".join(f"[acl.{name}]" for name in self.acl)
+            raise ValueError(
+                f'{names} needs [bus] security = "curve": without it the broker cannot tell '
+                "who sent what (docs/security.md)"
+            )
         if "router" in self.llm:
             raise ValueError(
                 "[llm.router]: 'router' is the name of the [router] section's models; "

@@ -63,7 +63,7 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = broker_for(settings.bus, [address], project_dir=project)
+        broker = broker_for(settings.bus, [address], project_dir=project, acl=settings.acl)
         # a restart after a crash: let the clients waiting at the address resubscribe first
         (bound,) = broker.start(settle=SETTLE if read_record(project) is not None else 0.0)
         write_discovery(project, bound, "standalone", broker.beat_interval)
@@ -78,6 +78,14 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
     if broker.curve is not None:
         admitted = ", ".join(sorted(broker.curve.admitted.values()))
         console.print(f"CURVE: admits {admitted}", markup=False)
+        if broker.guard is not None:
+            restricted = ", ".join(sorted(settings.acl)) or "none"
+            operators = ", ".join(sorted(broker.guard.operators))
+            console.print(
+                f"guard: operators {operators}; ACLs for {restricted} (refusals on "
+                "loom.security.denied)",
+                markup=False,
+            )
     try:
         async with open_runtime(settings, bus=_loopback(bound).publish) as rt:
             collector = await rt.start_span_collector()

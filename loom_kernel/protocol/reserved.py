@@ -33,6 +33,7 @@ __all__ = [
     "PROBE_PREFIX",
     "REPLAY_PREFIX",
     "REPLY_PREFIX",
+    "SECURITY_DENIED",
     "SPANS_PREFIX",
     "SUPERVISOR_CONTROL",
     "SUPERVISOR_LOGS",
@@ -108,6 +109,10 @@ EVENTLOG_STORE = "loom.eventlog.store"
 EVENTLOG_STATS = "loom.eventlog.stats"
 #: ``replay.<namespace>.<topic>``: events replayed into an isolated namespace.
 REPLAY_PREFIX = "replay."
+
+# -- security (docs/security.md) --------------------------------------------------------
+#: What a CURVE bus's broker refused to forward, and why.
+SECURITY_DENIED = "loom.security.denied"
 
 # -- loom run ---------------------------------------------------------------------------
 SUPERVISOR_STATE = "loom.supervisor.state"

@@ -165,7 +165,11 @@ class Runtime:
 
     async def _open(self) -> Runtime:
         self.connection = await open_bus(
-            self.config.bus, self.config.project_dir, url=self._bus_url, on_host=self._hosting
+            self.config.bus,
+            self.config.project_dir,
+            url=self._bus_url,
+            on_host=self._hosting,
+            acl=self.config.acl,
         )
         client = self.connection.client
         self._transport = await endpoint_transport(client, self.config, self.namespace)

@@ -14,6 +14,11 @@ A broker given CURVE settings (``[bus] security = "curve"``, :mod:`loom_kernel.s
 is a CURVE server on both sockets: a client without an admitted key pair cannot connect,
 so it can neither publish nor receive; ``ipc://`` socket files are made ``0600``.
 
+A CURVE broker also knows who sent each message (the identity of the key pair): it forwards
+through :func:`~.guarded.guarded_proxy`, where a :class:`~loom_kernel.security.guard.Guard`
+refuses what an identity may not say (another's name, a reply to a request it was not
+sent, what its ``[acl.<identity>]`` forbids).
+
 A broker started with a ``beat_interval`` publishes ``loom.bus.beat`` from a thread of its
 own (neither its host's event loop nor the GIL-free proxy thread): clients that stop
 hearing it know the bus is gone (see ``connection.py``). A broker that replaces a dead one
@@ -30,17 +35,20 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 
-from ...config import BusConfig
+from ...config import AclConfig, BusConfig
 from ...errors import BusError
 from ...protocol import reserved
 from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
 from ...security import ServerCurve, keys_folder, server_curve
+from ...security.guard import Guard
 from .address import BusAddress
+from .guarded import guarded_proxy
 
 __all__ = ["Broker", "BrokerStatistics", "broker_for"]
 
@@ -55,6 +63,7 @@ class BrokerStatistics:
     bytes_in: int
     frames_out: int
     bytes_out: int
+    denied: int = 0  # messages a guarded (CURVE) broker refused
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -62,6 +71,7 @@ class BrokerStatistics:
             "bytes_in": self.bytes_in,
             "frames_out": self.frames_out,
             "bytes_out": self.bytes_out,
+            "denied": self.denied,
         }
 
 
@@ -77,6 +87,8 @@ class Broker:
             frame is disconnected by ZeroMQ (its events are lost, seen as sequence gaps).
         beat_interval: seconds between two ``loom.bus.beat`` (None: no beat).
         curve: CURVE settings (None: no authentication, no encryption).
+        guard: what each identity may say (a CURVE broker gets one that only checks
+            names and replies when None is given).
 
     ``start()`` binds in the calling thread, so a port in use fails there, clearly.
     ``epoch`` names this broker's run: a client that hears a new one knows the bus it
@@ -92,6 +104,7 @@ class Broker:
         max_message_size: int = -1,
         beat_interval: float | None = None,
         curve: ServerCurve | None = None,
+        guard: Guard | None = None,
     ):
         if not addresses:
             raise BusError("a broker needs at least one address to bind")
@@ -102,6 +115,9 @@ class Broker:
         self._thread: threading.Thread | None = None
         self.epoch = os.urandom(4).hex()
         self.curve = curve
+        if guard is None and curve is not None:
+            guard = Guard(host="loom")
+        self.guard = guard
         self._domain = f"loom-bus-{self.epoch}"  # its sockets' ZAP domain
         # unique names: id(self) is reused once an object is freed, maybe before the proxy
         # thread of a broker that was never closed has let go of its sockets
@@ -138,6 +154,8 @@ class Broker:
             sock.setsockopt(zmq.SNDHWM, self._hwm)
             sock.setsockopt(zmq.RCVHWM, self._hwm)
         xsub.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
+        if self.guard is not None:
+            xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # a subscription waits for the guard
         if self.curve is not None:
             for sock in (xsub, xpub):
                 self.curve.secure(sock, self._domain)
@@ -175,7 +193,10 @@ class Broker:
         try:
             _settle(xpub, settle)
             self._proxying.set()
-            zmq.proxy_steerable(xsub, xpub, None, control)
+            if self.guard is not None:
+                guarded_proxy(xsub, xpub, control, self.guard, f"bus-{self.epoch}")
+            else:
+                zmq.proxy_steerable(xsub, xpub, None, control)
         except zmq.ContextTerminated:
             pass
         finally:
@@ -219,6 +240,7 @@ class Broker:
             bytes_in=values[1],
             frames_out=values[6],
             bytes_out=values[7],
+            denied=values[8] if len(values) > 8 else 0,
         )
 
     def close(self) -> None:
@@ -247,17 +269,24 @@ def broker_for(
     context: zmq.Context | None = None,
     *,
     project_dir: Path | None = None,
+    acl: Mapping[str, AclConfig] | None = None,
 ) -> Broker:
     """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat, security; the
-    keys folder is relative to ``project_dir``, default the current folder)."""
+    keys folder is relative to ``project_dir``, default the current folder), applying
+    ``acl`` (the project's ``[acl.<identity>]``) on a CURVE bus."""
     folder = keys_folder(settings.keys, project_dir or Path.cwd())
+    curve = server_curve(settings.security, folder, settings.allow)
+    guard = None
+    if curve is not None:
+        guard = Guard(acl, host=settings.identity, operators=settings.operators)
     return Broker(
         addresses,
         context=context,
         hwm=settings.hwm,
         max_message_size=settings.max_message_size,
         beat_interval=settings.beat_interval,
-        curve=server_curve(settings.security, folder, settings.allow),
+        curve=curve,
+        guard=guard,
     )
 
 

@@ -27,11 +27,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...config import BusConfig
+from ...config import AclConfig, BusConfig
 from ...errors import BusError
 from .address import BusAddress
 from .broker import Broker, broker_for
@@ -56,6 +56,8 @@ class BusConnection:
     broker: Broker | None
     project_dir: Path
     settings: BusConfig = field(default_factory=BusConfig)
+    #: The project's ``[acl.<identity>]``: a broker this process takes over applies them.
+    acl: Mapping[str, AclConfig] = field(default_factory=dict)
     #: Bus takeovers this process did.
     takeovers: int = 0
     _failover: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -115,7 +117,9 @@ class BusConnection:
                     self.client.repoint(record.address)
                     self.address = record.address
                 return False
-            broker = broker_for(self.settings, [self.address], project_dir=self.project_dir)
+            broker = broker_for(
+                self.settings, [self.address], project_dir=self.project_dir, acl=self.acl
+            )
             broker.start(settle=SETTLE)
             write_discovery(self.project_dir, self.address, "embedded", broker.beat_interval)
             self.broker = broker

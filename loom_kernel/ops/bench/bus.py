@@ -245,12 +245,14 @@ def _loom_round(
         tracing = "sample_ratio = 1.0\ncollect = false" if traced else "enabled = false"
         # secured: CURVE between the processes (the sender's tcp link to the broker; the
         # receiver hosts the bus and reaches it in process)
+        # and the broker's guard: names, replies and an ACL checked on every message
         security = 'security = "curve"\n' if secured else ""
+        acl = '[acl.loom]\npublish = ["bench.*"]\n' if secured else ""
         if secured:
             for name in (BROKER, "loom"):
                 generate_keys(project / ".loom" / "keys", name)
         (project / "loom.toml").write_text(
-            f'[bus]\nmode = "auto"\n{security}[tracing]\n{tracing}\n'
+            f'[bus]\nmode = "auto"\n{security}[tracing]\n{tracing}\n{acl}'
         )
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=loom_receiver, args=(folder, ready, results, count))

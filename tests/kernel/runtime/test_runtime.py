@@ -583,7 +583,7 @@ async def test_statistics_snapshot_of_client_agents_and_broker(rt: Runtime):
     assert {"client_id", "published", "received", "delivered", "subscriptions"} <= set(stats.client)
     assert stats.client["published"] > 0
     assert stats.broker is not None
-    assert set(stats.broker) == {"frames_in", "bytes_in", "frames_out", "bytes_out"}
+    assert set(stats.broker) == {"frames_in", "bytes_in", "frames_out", "bytes_out", "denied"}
     assert stats.broker["frames_in"] > 0
 
     as_dict = json.loads(json.dumps(stats.to_dict()))

@@ -191,7 +191,7 @@ async def test_statistics_count_frames(broker: Broker) -> None:
     assert after.frames_out - before.frames_out == 3 * events
     assert after.bytes_in - before.bytes_in > 5 * events
     assert after.bytes_out - before.bytes_out == after.bytes_in - before.bytes_in
-    assert set(after.to_dict()) == {"frames_in", "bytes_in", "frames_out", "bytes_out"}
+    assert set(after.to_dict()) == {"frames_in", "bytes_in", "frames_out", "bytes_out", "denied"}
 
 
 def test_statistics_of_a_stopped_broker_are_zero() -> None:

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from ._config_section import Section
 
-__all__ = ["BUS_URL_FORMS", "AclConfig", "BusConfig", "bus_endpoints"]
+__all__ = ["BUS_URL_FORMS", "AclConfig", "BusConfig", "TenantConfig", "bus_endpoints"]
 
 
 _HOST = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?)\Z")
@@ -167,3 +167,29 @@ class AclConfig(Section):
                     "instead, or end the pattern at the wildcard"
                 )
         return patterns
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+
+
+class TenantConfig(Section):
+    """``[tenants.<name>]``: a namespace and the identities that live in it, on a CURVE bus
+    (``docs/security.md``)."""
+
+    prefix: str | None = Field(
+        default=None, description="The tenant's topic namespace: its identities publish, "
+        "subscribe and name their tools under '<prefix>.'. Unset: the tenant's name.",
+    )  # fmt: skip
+    identities: list[str] = Field(
+        default_factory=list, description="The identities (key names) of the tenant.",
+    )  # fmt: skip
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str | None) -> str | None:
+        if prefix is not None and (not _PREFIX.match(prefix) or prefix.split(".")[0] == "loom"):
+            raise ValueError(
+                f"bad prefix {prefix!r}: one or more dot-separated segments of letters, digits, "
+                "'_' or '-', not starting with 'loom' (e.g. 'acme' or 'org.acme')"
+            )
+        return prefix

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._bus_config import BUS_URL_FORMS, AclConfig, BusConfig, bus_endpoints
+from ._bus_config import BUS_URL_FORMS, AclConfig, BusConfig, TenantConfig, bus_endpoints
 from ._config_section import Section
 from ._eventlog_config import EventLogConfig
 from ._tools_config import SandboxedToolConfig
@@ -44,6 +44,7 @@ __all__ = [
     "RouterConfig",
     "RuntimeConfig",
     "SandboxedToolConfig",
+    "TenantConfig",
     "TracingConfig",
     "bus_endpoints",
     "find_config",
@@ -351,6 +352,12 @@ class LoomConfig(Section):
         description="[acl.<identity>]: what each identity may publish, subscribe to and call "
         'on a CURVE bus (docs/security.md); needs [bus] security = "curve".',
     )
+    tenants: dict[str, TenantConfig] = Field(
+        default_factory=dict,
+        description="[tenants.<name>]: namespaces whose identities' events never cross into "
+        "another tenant's unless an [acl.*] says so (docs/security.md); needs [bus] "
+        'security = "curve".',
+    )
     demo: dict[str, Any] = Field(
         default_factory=dict,
         description="The Market Analyst demo's own settings, checked by the demo "
@@ -366,6 +373,7 @@ class LoomConfig(Section):
                     raise ValueError(
                         f"[{section}.{name}]: bad name {name!r}: use letters, digits, '_' and '-'"
                     )
+        self._check_tenants()
         if self.acl and self.bus.security != "curve":
             names = ", ".join(f"[acl.{name}]" for name in self.acl)
             raise ValueError(
@@ -386,6 +394,33 @@ class LoomConfig(Section):
                         f"(declared: {known}): add [llm.{name}] or fix the name"
                     )
         return self
+
+    def _check_tenants(self) -> None:
+        if self.tenants and self.bus.security != "curve":
+            names = ", ".join(f"[tenants.{name}]" for name in self.tenants)
+            raise ValueError(f'{names} needs [bus] security = "curve" (docs/security.md)')
+        homes: dict[str, str] = {}
+        prefixes: dict[str, str] = {}
+        for name, tenant in self.tenants.items():
+            prefix = tenant.prefix or name
+            for other, theirs in prefixes.items():
+                if (
+                    prefix == theirs
+                    or prefix.startswith(theirs + ".")
+                    or theirs.startswith(prefix + ".")
+                ):
+                    raise ValueError(
+                        f"[tenants.{name}] prefix {prefix!r} overlaps [tenants.{other}]'s "
+                        f"{theirs!r}: give each tenant a namespace of its own"
+                    )
+            prefixes[name] = prefix
+            for identity in tenant.identities:
+                if identity in homes:
+                    raise ValueError(
+                        f"identity {identity!r} is in [tenants.{homes[identity]}] and "
+                        f"[tenants.{name}]: an identity lives in one tenant"
+                    )
+                homes[identity] = name
 
     @property
     def project_dir(self) -> Path:

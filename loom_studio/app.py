@@ -69,6 +69,8 @@ def create_app(
             studio's runtime's, else the nearest ``loom.toml``.
     """
     header = pn.pane.Markdown(f"## {TITLE}", margin=(5, 10))
+    if feed.tenant is not None:
+        return _tenant_page(feed, store, header)
     traces = Traces(store=store)
 
     def open_trace(trace_id: str) -> None:  # a trace clicked in the history
@@ -96,6 +98,27 @@ def create_app(
         )
         parts.append(pn.pane.Alert(note, alert_type="info", margin=(0, 10)))
     return pn.Column(*parts, tabs, sizing_mode="stretch_width", name=TITLE)
+
+
+def _tenant_page(feed: StudioFeed, store: SpanStore | str | Path, header: Any) -> pn.Column:
+    """One tenant's page: its dashboard and its traces. The other tabs read the whole bus
+    or the operator's files (every topic, the event log, the project's code): not here."""
+    tenant = feed.tenant
+    assert tenant is not None
+    note = (
+        f"Tenant <b>{escape(tenant.name)}</b>: its agents (identities "
+        f"{escape(', '.join(sorted(tenant.identities)))}) and its events "
+        f"(<code>{escape(tenant.prefix)}.*</code>) only. Topics, Editor, Builder and History "
+        "read the whole bus: open the studio without <code>--tenant</code> for them."
+    )
+    tabs = pn.Tabs(
+        ("Dashboard", dashboard_view(feed)),
+        ("Traces", Traces(store=store, agents=lambda: tenant.agents)),
+        dynamic=True,
+        sizing_mode="stretch_width",
+    )
+    alert = pn.pane.Alert(note, alert_type="info", margin=(0, 10))
+    return pn.Column(header, alert, tabs, sizing_mode="stretch_width", name=TITLE)
 
 
 def dashboard_view(

@@ -7,12 +7,15 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from loom_kernel import LoomError, load_config
+
+if TYPE_CHECKING:
+    from .tenant import TenantView
 
 PARENT_CHECK_S = 2.0  # seconds between two looks at whether Jupyter still runs
 
@@ -29,6 +32,10 @@ def studio(
             file_okay=False,
         ),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Show only this [tenants.<name>]'s agents and events (CURVE bus)."),
+    ] = None,
 ) -> None:
     """Serve the studio (dashboard, traces, topics, editor) for the project's bus; Ctrl-C stops it.
 
@@ -42,15 +49,21 @@ def studio(
     # behind Jupyter (loom_studio.lab.proxy): only requests carrying this secret get in;
     # taken out of the environment so no process the studio starts inherits it
     secret = os.environ.pop(SECRET_ENV, None)
-    asyncio.run(_serve(load_config(config), port, address, secret))
+    from .tenant import TenantView
+
+    settings = load_config(config)
+    view = TenantView.of(settings, tenant) if tenant is not None else None  # a typo fails here
+    asyncio.run(_serve(settings, port, address, secret, view))
 
 
-async def _serve(settings, port: int, address: str, secret: str | None = None) -> None:
+async def _serve(
+    settings, port: int, address: str, secret: str | None = None, view: TenantView | None = None
+) -> None:
     from .app import serve
     from .feed import StudioFeed
 
     console = Console(stderr=True)
-    feed = await StudioFeed().open(settings)
+    feed = await StudioFeed(tenant=view).open(settings)
     try:
         server = serve(settings, port=port, address=address, feed=feed, secret=secret)
     except OSError as exc:
@@ -64,6 +77,8 @@ async def _serve(settings, port: int, address: str, secret: str | None = None) -
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     where = "behind Jupyter only" if secret else "Ctrl-C stops it"
+    if view is not None:
+        where += f"; tenant {view.name}: its agents and {view.prefix}.* only"
     console.print(f"[bold green]Loom studio[/]: http://{address}:{server.port}/  ({where})")
     parent = os.getppid()
     try:

@@ -146,6 +146,8 @@ class _Header:
         else:
             bus = feed.runtime.address.publish if feed.runtime.address else ""
             text = f'<span style="color:#2e7d32">&#9679; connected</span> <small>{bus}</small>'
+            if feed.tenant is not None:
+                text += f" <b>tenant {html.escape(feed.tenant.name)}</b>"
         self.connection.object = text
         self.rate.value = feed.throughput()
         self.running.value = int((agents["status"] == "running").sum())

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from loom_kernel import Agent, LoomConfig, load_config, on_event, open_runtime
 from loom_kernel.tracing import export_loss
 
+from .tenant import TenantView
+
 if TYPE_CHECKING:
     from loom_kernel import Envelope, Runtime
 
@@ -90,9 +92,18 @@ class StudioFeed:
             on a page that shows it late (a loaded page or server may be seconds behind).
         history_sec: seconds of per-second QoS history.
         rate_window: seconds over which topology edge rates are computed.
+        tenant: show only this tenant's part of the bus (``loom studio --tenant``).
     """
 
-    def __init__(self, *, max_events: int = 10_000, history_sec: int = 300, rate_window: int = 10):
+    def __init__(
+        self,
+        *,
+        max_events: int = 10_000,
+        history_sec: int = 300,
+        rate_window: int = 10,
+        tenant: TenantView | None = None,
+    ):
+        self.tenant = tenant
         self.max_events = max_events
         self.rate_window = rate_window
         self.events: deque[EventRow] = deque(maxlen=max_events)
@@ -118,6 +129,8 @@ class StudioFeed:
         """Take one event off the bus (the observer calls this for every event)."""
         self.ingested += 1
         self._tick(time.time())
+        if self.tenant is not None and not self.tenant.admits(event):
+            return
         topic = event.topic
         if topic.startswith(INTERNAL):
             self._internal(event)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -108,9 +108,12 @@ class Traces(InlineViewer):
         store: SpanStore | str | Path | None = None,
         *,
         refresh_ms: int = 2000,
+        agents: Callable[[], Collection[str]] | None = None,
         **params: Any,
     ):
         super().__init__(**params)
+        #: only the traces these agents took part in (a tenant's view), read at each refresh
+        self.only: Callable[[], Collection[str]] | None = agents
         if store is None:
             settings = load_config()
             store = settings.project_path(settings.tracing.store_path)
@@ -141,6 +144,8 @@ class Traces(InlineViewer):
             raise LoomError(f"no spans stored yet in {self.store.path}")
         full = self.store.resolve(trace_id)
         spans = sorted(self.store.trace(full), key=lambda s: s.start_ns)  # as trace_layout
+        if self.only is not None and not {span.agent for span in spans} & set(self.only()):
+            raise LoomError(f"trace {full} is not one of this view's (no agent of it took part)")
         self.trace_id, self._spans = full, spans
         cols, links = trace_layout(spans, _plot_width(self.flamegraph))
         agents = list(dict.fromkeys(cols["agent"]))
@@ -174,6 +179,7 @@ class Traces(InlineViewer):
                 min_duration_ms=w["min_ms"].value,
                 attribute=parse_attribute(w["attribute"].value),
                 since=timedelta(minutes=minutes) if minutes else None,
+                agents=self._only(),
                 limit=SEARCH_LIMIT,
             )
         except LoomError as exc:
@@ -190,17 +196,20 @@ class Traces(InlineViewer):
             return _Snapshot(exists=False)
         now = datetime.now().timestamp()
         spans = None
+        only = self._only()
         if heatmap:
-            spans = tuple(
-                self.store.query(since=now - HEATMAP_WINDOW.total_seconds(), limit=HEATMAP_SPANS)
-            )
+            since = now - HEATMAP_WINDOW.total_seconds()
+            spans = tuple(self.store.query(since=since, agents=only, limit=HEATMAP_SPANS))
         return _Snapshot(
             exists=True,
             count=self.store.count(),
-            summaries=tuple(self.store.traces(limit=RECENT_TRACES, settled=SETTLE_S)),
+            summaries=tuple(self.store.traces(limit=RECENT_TRACES, settled=SETTLE_S, agents=only)),
             heatmap=spans,
             now=now,
         )
+
+    def _only(self) -> list[str] | None:
+        return sorted(self.only()) if self.only is not None else None
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -223,6 +232,8 @@ class Traces(InlineViewer):
             f"read {datetime.fromtimestamp(snap.now):%H:%M:%S} · a trace is listed once "
             f"no span of it ended for {SETTLE_S:g} s"
         )
+        if self.only is not None:
+            self.header.object += " · this view lists only the traces its agents took part in"
         for summary in snap.summaries:
             self._agents.update(summary.agents)
         agents = [ANY, *sorted(self._agents)]

@@ -27,6 +27,7 @@ from ..config import LoomConfig, load_config
 from ..errors import BusError
 from ..protocol import reserved
 from ..runtime import Runtime, open_runtime
+from ..security.guard import Access
 
 DEFAULT_URL = "tcp://127.0.0.1:7355"
 
@@ -63,7 +64,10 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
                 f"a bus already runs for {project} (pid {running.pid}, {running.kind}) at "
                 f"{running.address.publish}: join it, or stop it first"
             )
-        broker = broker_for(settings.bus, [address], project_dir=project, acl=settings.acl)
+        broker = broker_for(
+            settings.bus, [address], project_dir=project,
+            access=Access(settings.acl, settings.tenants),
+        )  # fmt: skip
         # a restart after a crash: let the clients waiting at the address resubscribe first
         (bound,) = broker.start(settle=SETTLE if read_record(project) is not None else 0.0)
         write_discovery(project, bound, "standalone", broker.beat_interval)
@@ -80,10 +84,11 @@ async def _serve(address: BusAddress, settings: LoomConfig, interval: float, qui
         console.print(f"CURVE: admits {admitted}", markup=False)
         if broker.guard is not None:
             restricted = ", ".join(sorted(settings.acl)) or "none"
+            tenants = ", ".join(sorted(settings.tenants)) or "none"
             operators = ", ".join(sorted(broker.guard.operators))
             console.print(
-                f"guard: operators {operators}; ACLs for {restricted} (refusals on "
-                "loom.security.denied)",
+                f"guard: operators {operators}; ACLs for {restricted}; tenants {tenants} "
+                "(refusals on loom.security.denied.*)",
                 markup=False,
             )
     try:

@@ -215,7 +215,13 @@ def status(
 async def _status(settings: LoomConfig, watch: bool, as_json: bool, wait: float) -> None:
     async with _joined(settings) as rt:
         board = _Board()
-        patterns = (reserved.AGENT_REPORTS, STATE_TOPIC, reserved.CLIENT_STATS)
+        patterns = (
+            reserved.AGENT_REPORTS,
+            STATE_TOPIC,
+            reserved.CLIENT_STATS,
+            reserved.BROKER_STATS,
+            reserved.ALL_DENIED,  # on a CURVE bus: what the broker refused, and why
+        )
         subs = [await rt.subscribe(p, qos="realtime") for p in patterns]
         pumps = [asyncio.get_running_loop().create_task(board.pump(sub)) for sub in subs]
         try:
@@ -246,6 +252,8 @@ class _Board:
         self.workers: dict[str, dict[str, Any]] = {}
         self.tracing: dict[str, dict[str, Any]] = {}  # per process, from its stats
         self.bus: dict[str, dict[str, Any]] = {}  # per process: its view of the bus
+        self.denied = 0  # messages the broker refused since it started (a CURVE bus)
+        self.refusals: dict[str, tuple[int, str]] = {}  # identity -> (count, last reason)
 
     async def pump(self, sub: Any) -> None:
         async for event in sub:
@@ -254,6 +262,13 @@ class _Board:
                 process = data.get("client_id", event.source)
                 self.tracing[process] = data.get("tracing") or {}
                 self.bus[process] = data.get("bus") or {}
+            elif event.topic == reserved.BROKER_STATS:
+                self.denied = int(data.get("denied") or 0)
+            elif event.topic.startswith(reserved.SECURITY_DENIED + "."):
+                identity = str(data.get("identity"))
+                count, _ = self.refusals.get(identity, (0, ""))
+                reason = f"{data.get('action')} {data.get('topic')}: {data.get('reason')}"
+                self.refusals[identity] = (count + 1 + int(data.get("left_out") or 0), reason)
             elif event.topic == STATE_TOPIC:
                 for worker in data.get("workers", []):
                     for agent in worker["agents"]:
@@ -314,7 +329,15 @@ class _Board:
                     "in the subscribers' lost)"
                 )
         lost = (export_loss(process, tracing) for process, tracing in sorted(self.tracing.items()))
-        return notes + [note for note in lost if note]
+        notes += [note for note in lost if note]
+        if self.denied:
+            notes.append(
+                f"security: the broker refused {self.denied} message(s) since it started "
+                "(loom subscribe 'loom.security.denied.*' shows each, with why)"
+            )
+        for identity, (count, reason) in sorted(self.refusals.items()):
+            notes.append(f"security, {identity}: {count} refused just now, e.g. {reason}")
+        return notes
 
     def render(self) -> Group:
         return Group(self.table(), *(Text(note, style="yellow") for note in self.notes()))

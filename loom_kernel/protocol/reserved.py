@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "AGENT_ERRORS",
     "AGENT_REPORTS",
+    "ALL_DENIED",
     "ALL_SPANS",
     "BARRIER_PREFIX",
     "BROKER_STATS",
@@ -53,6 +54,7 @@ __all__ = [
     "probe",
     "reloaded",
     "replay_prefix",
+    "security_denied",
     "spans",
     "tool_name",
     "tool_topic",
@@ -111,7 +113,7 @@ EVENTLOG_STATS = "loom.eventlog.stats"
 REPLAY_PREFIX = "replay."
 
 # -- security (docs/security.md) --------------------------------------------------------
-#: What a CURVE bus's broker refused to forward, and why.
+#: ``loom.security.denied.<identity>``: what a CURVE bus's broker refused an identity, and why.
 SECURITY_DENIED = "loom.security.denied"
 
 # -- loom run ---------------------------------------------------------------------------
@@ -180,6 +182,11 @@ def eventlog_ack(client_id: str) -> str:
     return f"{EVENTLOG_PREFIX}ack.{client_id}"
 
 
+def security_denied(identity: str) -> str:
+    """``loom.security.denied.<identity>``: the broker's refusals of one identity."""
+    return f"{SECURITY_DENIED}.{identity}"
+
+
 def replay_prefix(namespace: str) -> str:
     """``replay.<namespace>.``: what every topic of a replay namespace starts with."""
     return f"{REPLAY_PREFIX}{namespace}."
@@ -192,3 +199,4 @@ AGENT_ERRORS = "loom.agent.*.error"
 LOGS = "loom.log.*"
 ALL_SPANS = f"{SPANS_PREFIX}.*"
 CLIENT_STATS = "loom.client.*"
+ALL_DENIED = f"{SECURITY_DENIED}.*"

@@ -21,6 +21,7 @@ from ..bus.zeromq.broker import Broker
 from ..errors import LoomError
 from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
+from .background import Background
 
 __all__ = ["Heartbeat", "beat", "describe"]
 
@@ -42,19 +43,25 @@ def describe(runner: AgentRunner) -> dict[str, Any]:
     """What an agent runs, as its heartbeat tells it: the patterns it subscribes to (its
     handlers' and its tools' topics), its class, that class's module and the version of
     its code (1, then one more at each reload). The studio reads them to show who listens
-    to a topic and which module to reload."""
+    to a topic and which module to reload. On a CURVE bus, also the identity its process
+    proves (the broker refuses a heartbeat that names another: the studio's tenant view
+    relies on it)."""
     agent = runner.agent
     patterns = [spec.pattern for spec in agent.handlers]
     patterns += [reserved.tool_topic(info.name) for info in runner.tools]
-    return {
+    described: dict[str, Any] = {
         "patterns": list(dict.fromkeys(patterns)),
         "module": type(agent).__module__,
         "class": type(agent).__qualname__,
         "version": runner.version,
     }
+    bus = runner.ctx.config.bus
+    if bus.security == "curve":
+        described["identity"] = bus.identity
+    return described
 
 
-class Heartbeat:
+class Heartbeat(Background):
     """Publishes the reports above until :meth:`aclose`.
 
     Args:
@@ -79,14 +86,7 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loom:heartbeat")
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._spawn(self._run(), "loom:heartbeat")
 
     async def _run(self) -> None:
         while True:

@@ -37,6 +37,7 @@ from ..errors import LoomError, ReloadError
 from ..messaging.endpoint import Endpoint
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
+from .background import Background
 
 __all__ = ["ReloadResult", "ReloadService", "load_module", "new_version", "swap"]
 
@@ -187,7 +188,7 @@ def _where(exc: BaseException, module_file: str | None) -> tuple[str | None, int
     return module_file, None
 
 
-class ReloadService:
+class ReloadService(Background):
     """Answers other processes' reload requests (``loom.code.reload``, ``{"module": m}``):
     when agents of this process run classes of ``m``, reloads it and replies with each
     agent's result (or the error, file and line: the old code goes on); otherwise stays
@@ -214,16 +215,7 @@ class ReloadService:
 
     async def start(self) -> None:
         sub = await self.endpoint.subscribe(reserved.CODE_RELOAD)
-        self._task = asyncio.get_running_loop().create_task(
-            self._serve(sub), name="loom:reload:requests"
-        )
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._spawn(self._serve(sub), "loom:reload:requests")
 
     async def _serve(self, sub: Subscription) -> None:
         async for event in sub:

@@ -51,6 +51,7 @@ from ..protocol.envelope import Envelope
 from ..protocol.handlers import Middleware
 from ..protocol.spans import Span
 from ..protocol.topics import validate_topic
+from ..security.guard import Access
 from ..tracing.collector import SpanCollector
 from ..tracing.middleware import tracing_middleware
 from ..tracing.recorder import SpanRecorder
@@ -58,6 +59,7 @@ from ..tracing.store import SpanStore
 from ..tracing.tracer import NO_TRACER, Tracer
 from .eventlog import EventLogHost, endpoint_transport
 from .heartbeat import Heartbeat, beat
+from .refusals import RefusalLog
 from .reload import ReloadResult, ReloadService, announce, load_module, new_version, swap
 from .watchdog import LoopWatchdog
 
@@ -126,6 +128,7 @@ class Runtime:
         self._context: Context | None = None
         self._heartbeat: Heartbeat | None = None
         self._reloads: ReloadService | None = None
+        self._refusals: RefusalLog | None = None
         self._watchdog: LoopWatchdog | None = None
         self._closed = False
 
@@ -169,7 +172,7 @@ class Runtime:
             self.config.project_dir,
             url=self._bus_url,
             on_host=self._hosting,
-            acl=self.config.acl,
+            access=Access(self.config.acl, self.config.tenants),
         )
         client = self.connection.client
         self._transport = await endpoint_transport(client, self.config, self.namespace)
@@ -184,6 +187,9 @@ class Runtime:
         # other processes (the studio's editor) ask this one to reload its agents' code
         self._reloads = ReloadService(self._endpoint, self._runners.values, self.reload_module)
         await self._reloads.start()
+        if self.config.bus.security == "curve":
+            self._refusals = RefusalLog(self._endpoint, self.config.bus.identity)
+            await self._refusals.start()
         self._heartbeat = Heartbeat(
             self.config.runtime.heartbeat_interval,
             self._runners.values,
@@ -233,6 +239,8 @@ class Runtime:
             await self._heartbeat.aclose()
         if self._reloads is not None:
             await self._reloads.aclose()
+        if self._refusals is not None:
+            await self._refusals.aclose()
         for runner in reversed(list(self._runners.values())):
             await runner.stop()
             beat(runner)

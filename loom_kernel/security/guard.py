@@ -28,18 +28,18 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 import msgspec
 
-from .._bus_config import AclConfig
+from .._bus_config import AclConfig, TenantConfig
 from ..errors import ConfigError, TopicError
 from ..protocol import reserved
 from ..protocol.topics import Pattern, compile_pattern
 
-__all__ = ["CONTROL_TOPICS", "Denial", "Guard"]
+__all__ = ["CONTROL_TOPICS", "Access", "Denial", "Guard"]
 
 #: Requests only operators (or an ACL that names them) may publish.
 CONTROL_TOPICS = frozenset(
@@ -71,13 +71,35 @@ class _Head(msgspec.Struct):
     ttl_ms: int = 0
 
 
+class _Beat(msgspec.Struct):
+    """What the guard reads of a heartbeat's payload."""
+
+    identity: str | None = None
+
+
+class _Sizes(msgspec.Struct):
+    sizes: list[int] = []
+
+
 _one = msgspec.json.Decoder(_Head)
 _many = msgspec.json.Decoder(list[_Head])
+_beat = msgspec.json.Decoder(_Beat)
+_sizes = msgspec.json.Decoder(_Sizes)
+
+
+@dataclass(frozen=True)
+class Access:
+    """The project's ``[acl.<identity>]`` and ``[tenants.<name>]``: what a CURVE broker's
+    guard applies (carried by the bus layer to wherever a broker starts)."""
+
+    acl: Mapping[str, AclConfig] = field(default_factory=dict)
+    tenants: Mapping[str, TenantConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Denial:
-    """A message the broker did not forward, and why (published on ``loom.security.denied``)."""
+    """A message the broker did not forward, and why (published on
+    ``loom.security.denied.<identity>``)."""
 
     identity: str
     action: str  # publish, subscribe, reply, impersonate, malformed
@@ -100,18 +122,49 @@ class Denial:
 
 
 class _Rules:
-    """One ``[acl.<identity>]``, compiled."""
+    """One identity's ``[acl.<identity>]`` and tenant, compiled.
 
-    def __init__(self, acl: AclConfig):
-        self.publish = _compiled(acl.publish)
-        self.tools = _compiled(acl.tools)
+    A tenant's identity may publish, subscribe and call tools under its prefix; its ACL's
+    lists add to that (an ACL says where it may cross), and an unset list adds nothing.
+    """
+
+    def __init__(self, acl: AclConfig, tenant: str | None = None):
+        self.tenant = tenant
         self.agents = list(acl.agents)  # globs: ids are not topics
-        self.subscribe = (
+        subscribe = (
             None
             if acl.subscribe is None
             # exact patterns are matched whole; 'a.b.*' admits prefixes starting 'a.b.'
             else [(p, True) if "*" not in p else (p[:-1], False) for p in acl.subscribe]
         )
+        self.public = _PUBLIC_SUBSCRIPTIONS
+        if tenant is None:
+            self.publish, self.tools = _compiled(acl.publish), _compiled(acl.tools)
+            self.subscribe = subscribe
+            return
+        self.publish = _compiled([tenant, f"{tenant}.*", *(acl.publish or [])])
+        self.tools = _compiled([tenant, f"{tenant}.*", *(acl.tools or [])])
+        own = [
+            (tenant, True),
+            (f"{tenant}.", False),
+            (f"{reserved.TOOL_PREFIX}{tenant}", True),
+            (f"{reserved.TOOL_PREFIX}{tenant}.", False),
+            (f"{reserved.BARRIER_PREFIX}{tenant}.", False),
+        ]
+        self.subscribe = own + (subscribe or [])
+        # another tenant's tools must not show: no loom.tools.changed
+        self.public = _PUBLIC_SUBSCRIPTIONS - {reserved.TOOLS_CHANGED}
+
+    def crosses(self, topic: str) -> bool:
+        """A request on ``topic`` leaves this identity's tenant (its ACL let it)."""
+        if self.tenant is None:
+            return True
+        tool = reserved.tool_name(topic)
+        if tool is not None:
+            return not _under(tool, self.tenant)
+        if topic.startswith(reserved.LOOM_PREFIX):
+            return False
+        return not _under(topic, self.tenant)
 
     def may_subscribe(self, prefix: str) -> bool:
         if self.subscribe is None:
@@ -121,9 +174,13 @@ class _Rules:
         )
 
 
-def _rules(identity: str, acl: AclConfig) -> _Rules:
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _rules(identity: str, acl: AclConfig, tenant: str | None) -> _Rules:
     try:
-        return _Rules(acl)
+        return _Rules(acl, tenant)
     except TopicError as exc:
         raise ConfigError(f"[acl.{identity}]: {exc}") from None
 
@@ -141,6 +198,7 @@ class Guard:
 
     Args:
         acl: ``[acl.<identity>]`` of the project.
+        tenants: ``[tenants.<name>]`` of the project.
         host: the identity of the broker's own process (its in-process clients).
         operators: who may publish control requests (default: ``host``).
         clock: monotonic seconds (tests pass their own).
@@ -150,14 +208,23 @@ class Guard:
         self,
         acl: Mapping[str, AclConfig] | None = None,
         *,
+        tenants: Mapping[str, TenantConfig] | None = None,
         host: str,
         operators: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.host = host
         self.operators = frozenset(operators if operators is not None else [host])
+        acl = acl or {}
+        #: identity -> its tenant's prefix
+        self.tenants = {
+            identity: tenant.prefix or name
+            for name, tenant in (tenants or {}).items()
+            for identity in tenant.identities
+        }
         self._rules = {
-            identity: _rules(identity, config) for identity, config in (acl or {}).items()
+            identity: _rules(identity, acl.get(identity, AclConfig()), self.tenants.get(identity))
+            for identity in {*acl, *self.tenants}
         }
         self._clock = clock
         self._names: dict[str, str] = {}  # agent or process id -> its identity
@@ -193,12 +260,14 @@ class Guard:
         owner = _inbox_owner(text)
         if owner is not None:
             return self._claim(identity, owner)
+        if text == reserved.security_denied(identity):
+            return None  # its own refusals: every identity may hear why
         rules = self._rules.get(identity)
-        if rules is None or text in _PUBLIC_SUBSCRIPTIONS or rules.may_subscribe(text):
+        if rules is None or text in rules.public or rules.may_subscribe(text):
             return None
         allowed = ", ".join(repr(p) for p in _subscribe_patterns(rules)) or "nothing"
         return (
-            f"[acl.{identity}] subscribe does not cover {text or '(everything)'!r} "
+            f"{_whose(identity, rules)} subscribe does not cover {text or '(everything)'!r} "
             f"(it allows {allowed})"
         )
 
@@ -215,6 +284,8 @@ class Guard:
             heads = [_one.decode(frames[1])] if count == 3 else _many.decode(frames[2])
         except (UnicodeDecodeError, msgspec.DecodeError) as exc:
             return self._deny(Denial(identity, "malformed", "", f"unreadable header: {exc}"))
+        if not heads:
+            return self._deny(Denial(identity, "malformed", topic, "a batch of no events"))
         verdicts = self._verdicts.get(identity)
         if verdicts is None:
             verdicts = self._verdicts[identity] = {}
@@ -226,29 +297,19 @@ class Guard:
                 verdicts.clear()
             verdicts[topic] = reason
         if reason is not None:
-            head = heads[0]
-            # answered only into the sender's own inbox: never a way to fail another's call
-            own = (
-                head.type == "request"
-                and bool(head.reply_to)
-                and (self._names.get(_inbox_owner(head.reply_to or "") or "") == identity)
-            )
-            return self._deny(
-                Denial(
-                    identity, "publish", topic, reason, head.source or None,
-                    head.reply_to if own else None, head.correlation_id or head.id,
-                )
-            )  # fmt: skip
+            return self._deny(self._refused_topic(identity, topic, heads[0], reason))
         if not topic.startswith(reserved.REPLAY_PREFIX):
-            names = self._names
             # a batch's events mostly share one source: each distinct one is checked once
             for source in {head.source for head in heads} if count == 4 else (heads[0].source,):
-                if source and names.get(source) != identity:
-                    refused = self._claim(identity, source)
-                    if refused is not None:
-                        return self._deny(
-                            Denial(identity, "impersonate", topic, refused, source=source)
-                        )
+                refused = self._source_refused(identity, source)
+                if refused is not None:
+                    return self._deny(
+                        Denial(identity, "impersonate", topic, refused, source=source)
+                    )
+        if topic.endswith(".heartbeat") and topic.startswith("loom.agent."):
+            refused = _beat_refused(identity, frames)
+            if refused is not None:
+                return self._deny(Denial(identity, "impersonate", topic, refused, heads[0].source))
         if topic.startswith(reserved.REPLY_PREFIX):
             for head in heads:
                 if head.type in _REPLY_TYPES:
@@ -257,15 +318,33 @@ class Guard:
                         return self._deny(Denial(identity, "reply", topic, refused, head.source))
         for head in heads:
             if head.reply_to:
-                self._expect(topic, head)
+                self._expect(identity, topic, head)
         return None
+
+    def _refused_topic(self, identity: str, topic: str, head: _Head, reason: str) -> Denial:
+        # a refused request is answered only into the sender's own inbox: never a way to
+        # fail another's call
+        own = (
+            head.type == "request"
+            and bool(head.reply_to)
+            and (self._names.get(_inbox_owner(head.reply_to or "") or "") == identity)
+        )
+        return Denial(
+            identity, "publish", topic, reason, head.source or None,
+            head.reply_to if own else None, head.correlation_id or head.id,
+        )  # fmt: skip
+
+    def _source_refused(self, identity: str, source: str) -> str | None:
+        if not source or self._names.get(source) == identity:
+            return None
+        return self._claim(identity, source)
 
     def _topic_refused(self, identity: str, topic: str) -> str | None:
         rules = self._rules.get(identity)
         if not topic.startswith(reserved.LOOM_PREFIX):
             if rules is None or rules.publish is None or _matches(rules.publish, topic):
                 return None
-            return f"[acl.{identity}] publish does not allow {topic!r}"
+            return f"{_whose(identity, rules)} publish does not allow {topic!r}"
         if topic in CONTROL_TOPICS:
             if identity in self.operators or (
                 rules is not None and rules.publish and _matches(rules.publish, topic)
@@ -281,7 +360,14 @@ class Guard:
         if tool is not None:
             if rules is None or rules.tools is None or _matches(rules.tools, tool):
                 return None
-            return f"[acl.{identity}] tools does not allow calling {tool!r}"
+            return f"{_whose(identity, rules)} tools does not allow calling {tool!r}"
+        if (
+            rules is not None
+            and rules.tenant is not None
+            and topic.startswith(reserved.BARRIER_PREFIX)
+            and not _under(topic[len(reserved.BARRIER_PREFIX) :], rules.tenant)
+        ):
+            return f"a barrier of tenant {rules.tenant!r} is named under '{rules.tenant}.'"
         name = _topic_owner(topic)
         return None if name is None else self._claim(identity, name)
 
@@ -306,8 +392,9 @@ class Guard:
         return None
 
     # -- requests and replies -------------------------------------------------------
-    def _expect(self, topic: str, head: _Head) -> None:
-        """A request (or cfp, bid, award) went out: note who may answer it."""
+    def _expect(self, asker: str, topic: str, head: _Head) -> None:
+        """A request (or cfp, bid, award) went out: note who may answer it (within the
+        asker's tenant, unless its ACL let the request leave it)."""
         serving = self._serving.get(topic)
         if serving is None:
             serving = self._serving[topic] = frozenset(
@@ -315,6 +402,10 @@ class Guard:
                 for identity, prefixes in self._subscriptions.items()
                 if any(topic.startswith(prefix) for prefix in prefixes)
             )
+        rules = self._rules.get(asker)
+        if rules is not None and not rules.crosses(topic):
+            tenant = rules.tenant
+            serving = frozenset(i for i in serving if self.tenants.get(i) in (None, tenant))
         now = self._clock()
         life = EXPECT_SEC if not head.ttl_ms else min(EXPECT_SEC, head.ttl_ms / 1000)
         for key in {head.id, head.correlation_id}:
@@ -353,6 +444,34 @@ class Guard:
     def names(self) -> dict[str, str]:
         """The names bound so far, each to its identity."""
         return dict(self._names)
+
+
+def _beat_refused(identity: str, frames: Sequence[bytes]) -> str | None:
+    """A heartbeat may name only its sender's identity (the studio's tenant view reads it)."""
+    try:
+        if len(frames) == 3:
+            payloads = [frames[2]]
+        else:
+            sizes, blob, at = _sizes.decode(frames[1]).sizes, bytes(frames[3]), 0
+            payloads = []
+            for size in sizes:
+                payloads.append(blob[at : at + size])
+                at += size
+        claimed = {_beat.decode(payload).identity for payload in payloads if payload}
+    except msgspec.DecodeError:
+        return None  # not JSON: no identity in it; receivers judge the rest
+    claimed.discard(None)
+    if claimed and claimed != {identity}:
+        named = ", ".join(sorted(map(str, claimed)))
+        return f"a heartbeat naming identity {named}, sent by {identity!r}"
+    return None
+
+
+def _whose(identity: str, rules: _Rules) -> str:
+    """Where an identity's rules come from, as a user wrote them."""
+    if rules.tenant is None:
+        return f"[acl.{identity}]"
+    return f"tenant {rules.tenant!r} ({identity}, with [acl.{identity}])"
 
 
 def _subscribe_patterns(rules: _Rules) -> list[str]:

@@ -26,7 +26,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -351,9 +351,10 @@ class SpanStore:
         until: Since = None,
         attribute: tuple[str, Any] | None = None,
         service: str | None = None,
+        agents: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[Span]:
-        """Spans matching every given filter, newest first.
+        """Spans matching every given filter, newest first (``agents``: of one of these).
 
         ``name`` matches a part of the span name (``"chat"`` finds ``chat deepseek/...``);
         ``attribute`` is ``(key, value)``; ``since``/``until`` take epoch seconds,
@@ -368,6 +369,9 @@ class SpanStore:
                 where.add(f"{column} = ?", check_text(value, column))
         if status is not None:
             where.add("status = ?", check_status(status))
+        if agents is not None:
+            names = [check_text(agent, "agents") for agent in agents]
+            where.add(f"agent IN ({', '.join('?' * len(names)) or 'NULL'})", *names)
         if name is not None:
             where.add("instr(name, ?) > 0", check_text(name, "name"))
         if min_duration_ms is not None:
@@ -400,12 +404,14 @@ class SpanStore:
         name: str | None = None,
         min_spans: int | None = None,
         settled: float | None = None,
+        agents: Collection[str] | None = None,
     ) -> list[TraceSummary]:
         """The most recent traces, newest first.
 
         Args:
             since: only whole traces that started in the window.
             agent: only traces this agent took part in.
+            agents: only traces one of these agents took part in (a tenant's view).
             errors_only: only traces with an error span.
             name: only traces with a span whose name contains this (``trade.order``).
             min_spans: only traces of at least this many spans.
@@ -419,11 +425,7 @@ class SpanStore:
         filters = TraceFilters()
         if not isinstance(errors_only, bool):
             raise LoomError(f"errors_only={errors_only!r}: use True or False")
-        if agent is not None:
-            filters.where(
-                "trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)",
-                check_text(agent, "agent"),
-            )
+        _by_agents(filters, agent, agents)
         if name is not None:
             filters.where(
                 "trace_id IN (SELECT trace_id FROM spans WHERE instr(name, ?) > 0)",
@@ -542,3 +544,15 @@ def _span(row: tuple[Any, ...]) -> Span:
         [tuple(link) for link in json.loads(links)],
         bool(sampled),
     )
+
+
+def _by_agents(filters: TraceFilters, agent: str | None, agents: Collection[str] | None) -> None:
+    """Traces ``agent`` took part in, and traces one of ``agents`` took part in."""
+    if agent is not None:
+        filters.where(
+            "trace_id IN (SELECT trace_id FROM spans WHERE agent = ?)", check_text(agent, "agent")
+        )
+    if agents is not None:
+        names = [check_text(name, "agents") for name in agents]
+        marks = ", ".join("?" * len(names)) or "NULL"
+        filters.where(f"trace_id IN (SELECT trace_id FROM spans WHERE agent IN ({marks}))", *names)

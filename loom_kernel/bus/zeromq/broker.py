@@ -35,18 +35,17 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 
-from ...config import AclConfig, BusConfig
+from ...config import BusConfig
 from ...errors import BusError
 from ...protocol import reserved
 from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
 from ...security import ServerCurve, keys_folder, server_curve
-from ...security.guard import Guard
+from ...security.guard import Access, Guard
 from .address import BusAddress
 from .guarded import guarded_proxy
 
@@ -269,16 +268,22 @@ def broker_for(
     context: zmq.Context | None = None,
     *,
     project_dir: Path | None = None,
-    acl: Mapping[str, AclConfig] | None = None,
+    access: Access | None = None,
 ) -> Broker:
     """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat, security; the
     keys folder is relative to ``project_dir``, default the current folder), applying
-    ``acl`` (the project's ``[acl.<identity>]``) on a CURVE bus."""
+    ``access`` (the project's ``[acl.<identity>]`` and ``[tenants.<name>]``) on a CURVE bus."""
     folder = keys_folder(settings.keys, project_dir or Path.cwd())
     curve = server_curve(settings.security, folder, settings.allow)
     guard = None
     if curve is not None:
-        guard = Guard(acl, host=settings.identity, operators=settings.operators)
+        access = access or Access()
+        guard = Guard(
+            access.acl,
+            tenants=access.tenants,
+            host=settings.identity,
+            operators=settings.operators,
+        )
     return Broker(
         addresses,
         context=context,

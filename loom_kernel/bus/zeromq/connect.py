@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import zmq
 
-from ...config import AclConfig, BusConfig
+from ...config import BusConfig
 from ...errors import BusError
 from ...security import ClientCurve, client_curve, keys_folder
+from ...security.guard import Access
 from .address import BusAddress
 from .broker import Broker, broker_for
 from .client import BusClient
@@ -40,10 +41,10 @@ async def open_bus(
     url: str | None = None,
     name: str = "rt",
     on_host: Callable[[], Awaitable[None]] | None = None,
-    acl: Mapping[str, AclConfig] | None = None,
+    access: Access | None = None,
 ) -> BusConnection:
     """Join or embed the project's bus as ``settings`` say (``url`` overrides them); a
-    broker this process hosts applies ``acl`` (the project's ``[acl.<identity>]``).
+    broker this process hosts applies ``access`` (``[acl.*]``, ``[tenants.*]``).
 
     In mode ``auto`` with ``[bus] takeover`` on, the connection then takes the bus over
     if its host dies, awaiting ``on_host()`` when it does (``connection.py``).
@@ -51,7 +52,7 @@ async def open_bus(
     Raises:
         BusError: the named bus does not answer, or an embedded one cannot bind.
     """
-    acl = dict(acl or {})
+    access = access or Access()
     if url is not None:
         return await _join(
             settings, BusAddress.parse(url), settings.connect_timeout, project_dir, name
@@ -66,8 +67,8 @@ async def open_bus(
         if settings.mode == "auto":
             connection = await _try_join_running(settings, project_dir, name)
         if connection is None:
-            connection = await _embed(settings, project_dir, name, acl)
-    connection.acl = acl
+            connection = await _embed(settings, project_dir, name, access)
+    connection.access = access
     if settings.mode == "auto" and settings.takeover:
         connection.watch(on_host)
     return connection
@@ -131,11 +132,11 @@ async def _join(
 
 
 async def _embed(
-    settings: BusConfig, project_dir: Path, name: str, acl: Mapping[str, AclConfig]
+    settings: BusConfig, project_dir: Path, name: str, access: Access
 ) -> BusConnection:
     context = zmq.Context.instance()
     local = BusAddress.parse(f"inproc://loom-bus-{os.getpid()}-{os.urandom(4).hex()}")
-    broker, tcp_bound = _start_broker(settings, project_dir, local, context, acl)
+    broker, tcp_bound = _start_broker(settings, project_dir, local, context, access)
     try:
         client = BusClient(
             broker.addresses[0],
@@ -165,14 +166,14 @@ def _start_broker(
     project_dir: Path,
     local: BusAddress,
     context: zmq.Context,
-    acl: Mapping[str, AclConfig],
+    access: Access,
 ) -> tuple[Broker, BusAddress]:
     """A broker on ``local`` and TCP: ``[bus] url``, else the address of a bus whose
     process died (its clients wait there), else free loopback ports."""
     record = read_record(project_dir) if settings.url is None and settings.takeover else None
     if record is not None and not record.alive and record.address.publish.startswith("tcp://"):
         broker = broker_for(
-            settings, [local, record.address], context, project_dir=project_dir, acl=acl
+            settings, [local, record.address], context, project_dir=project_dir, access=access
         )
         try:
             _, tcp_bound = broker.start(settle=SETTLE)
@@ -182,7 +183,7 @@ def _start_broker(
             log.info("hosting the project's bus where its dead host had it")
             return broker, tcp_bound
     tcp = BusAddress.parse(settings.url or "tcp://127.0.0.1:0")
-    broker = broker_for(settings, [local, tcp], project_dir=project_dir, acl=acl)
+    broker = broker_for(settings, [local, tcp], project_dir=project_dir, access=access)
     _, tcp_bound = broker.start()
     return broker, tcp_bound
 

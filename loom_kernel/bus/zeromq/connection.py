@@ -27,12 +27,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...config import AclConfig, BusConfig
+from ...config import BusConfig
 from ...errors import BusError
+from ...security.guard import Access
 from .address import BusAddress
 from .broker import Broker, broker_for
 from .client import BusClient
@@ -56,8 +57,8 @@ class BusConnection:
     broker: Broker | None
     project_dir: Path
     settings: BusConfig = field(default_factory=BusConfig)
-    #: The project's ``[acl.<identity>]``: a broker this process takes over applies them.
-    acl: Mapping[str, AclConfig] = field(default_factory=dict)
+    #: The project's ``[acl.*]`` and ``[tenants.*]``: a broker this process takes over applies them.
+    access: Access = field(default_factory=Access)
     #: Bus takeovers this process did.
     takeovers: int = 0
     _failover: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -118,7 +119,7 @@ class BusConnection:
                     self.address = record.address
                 return False
             broker = broker_for(
-                self.settings, [self.address], project_dir=self.project_dir, acl=self.acl
+                self.settings, [self.address], project_dir=self.project_dir, access=self.access
             )
             broker.start(settle=SETTLE)
             write_discovery(self.project_dir, self.address, "embedded", broker.beat_interval)

@@ -7,7 +7,7 @@ user id ZeroMQ attaches to it (the identity its key pair stands for; none over
 decides. The XPUB socket is in manual mode, so a subscription takes effect only once the
 guard allowed it.
 
-What is refused is counted, logged and published on ``loom.security.denied`` (at most
+What is refused is counted, logged and published on ``loom.security.denied.<identity>`` (at most
 :data:`REPORTS_PER_SEC` a second; the next report says how many were left out).
 """
 
@@ -32,7 +32,7 @@ _DRAIN = 256  # messages taken from one socket before looking at the others
 
 
 class _Reports:
-    """``loom.security.denied`` events, at most :data:`REPORTS_PER_SEC` a second."""
+    """``loom.security.denied.<identity>`` events, at most :data:`REPORTS_PER_SEC` a second."""
 
     def __init__(self, xpub: zmq.Socket, source: str):
         self._xpub = xpub
@@ -57,14 +57,14 @@ class _Reports:
                 self._logged.clear()
             self._logged[key] = now
             log.warning(
-                "refused: %s %s by %s: %s (the same again: on loom.security.denied only, "
+                "refused: %s %s by %s: %s (the same again: on loom.security.denied.* only, "
                 "for a minute)",
                 denial.action, denial.topic, denial.identity, denial.reason,
             )  # fmt: skip
         payload, content_type = encode_data({**denial.to_dict(), "left_out": self.left_out})
         self.left_out = 0
         env = Envelope(
-            topic=reserved.SECURITY_DENIED, type="security", source=self._source,
+            topic=reserved.security_denied(denial.identity), type="security", source=self._source,
             payload=payload, content_type=content_type, id=new_id(), ts=time.time_ns(),
         )  # fmt: skip
         self._xpub.send_multipart(encode_frames(env))
@@ -131,7 +131,7 @@ def guarded_proxy(
                 size = sum(len(frame) for frame in frames)
                 counts[0] += len(frames)
                 counts[1] += size
-                denial = guard.publish(_identity(first, host), frames)
+                denial = _judged(guard, _identity(first, host), frames)
                 if denial is not None:
                     reports.report(denial)
                     reports.answer(denial)
@@ -139,6 +139,15 @@ def guarded_proxy(
                 xpub.send_multipart(frames)
                 counts[6] += len(frames)
                 counts[7] += size
+
+
+def _judged(guard: Guard, identity: str, frames: list[bytes]) -> Denial | None:
+    """The guard's verdict; a guard that fails refuses (and the broker goes on)."""
+    try:
+        return guard.publish(identity, frames)
+    except Exception:
+        log.exception("the guard failed on a message of %s: refused", identity)
+        return Denial(identity, "malformed", "", "the broker's guard failed on it (logged)")
 
 
 def _subscription(
@@ -155,7 +164,11 @@ def _subscription(
         identity, known = host, False
     prefix = data[1:]
     if data[0] == 1:
-        denial = guard.subscribe(identity, prefix)
+        try:
+            denial = guard.subscribe(identity, prefix)
+        except Exception:
+            log.exception("the guard failed on a subscription of %s: refused", identity)
+            denial = Denial(identity, "subscribe", "", "the broker's guard failed on it")
         if denial is not None:
             reports.report(denial)
             return

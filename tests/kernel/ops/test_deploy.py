@@ -383,6 +383,20 @@ def test_a_curve_bus_gets_its_keys_from_a_mount_never_from_the_image() -> None:
     assert all("secretName" not in text or "bus-keys" in text for text in files.values())
 
 
+def test_acls_and_tenants_go_into_the_deployments_settings() -> None:
+    secured = (
+        '[bus]\nsecurity = "curve"\noperators = ["ops"]\n'
+        '[acl.analyst]\npublish = ["analysis.*"]\ntools = ["quote"]\n'
+        '[tenants.acme]\nidentities = ["acme-1"]\n' + PROJECT_TOML
+    )
+    files = generate(secured, context="..")
+    deployed = parse_config(tomllib.loads(files["loom.deploy.toml"]))
+    assert deployed.bus.operators == ["ops"]
+    assert deployed.acl["analyst"].publish == ["analysis.*"]
+    assert deployed.acl["analyst"].tools == ["quote"]
+    assert deployed.tenants["acme"].identities == ["acme-1"]
+
+
 def test_a_plain_bus_mounts_no_keys() -> None:
     files = generate()
     assert "/run/loom-keys" not in files["compose.yaml"] + "".join(

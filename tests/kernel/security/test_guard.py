@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from loom_kernel.config import AclConfig, parse_config
+from loom_kernel.config import AclConfig, TenantConfig, parse_config
 from loom_kernel.errors import ConfigError
 from loom_kernel.security.guard import EXPECT_SEC, Guard
 
@@ -89,6 +91,7 @@ def test_replays_keep_their_recorded_source(guard: Guard) -> None:
 def test_messages_that_are_no_loom_events_are_refused(guard: Guard) -> None:
     assert guard.publish("alice", [b"a", b"b"]).action == "malformed"  # type: ignore[union-attr]
     assert guard.publish("alice", [b"topic", b"{not json", b""]).action == "malformed"  # type: ignore[union-attr]
+    assert guard.publish("alice", [b"topic", b'{"v":1,"sizes":[]}', b"[]", b""]) is not None
 
 
 # -- replies -----------------------------------------------------------------------
@@ -245,3 +248,139 @@ def test_acls_need_a_curve_bus_and_subscribe_wildcards_at_the_end() -> None:
         parse_config({"bus": {"security": "curve"}, "acl": {"a": {"subscribe": ["m.*.x"]}}})
     config = parse_config({"bus": {"security": "curve"}, "acl": {"a": {"subscribe": ["m.*"]}}})
     assert config.acl["a"].subscribe == ["m.*"]
+
+
+# -- tenants -----------------------------------------------------------------------
+
+TENANTS = {
+    "acme": TenantConfig(identities=["acme-1"]),
+    "globex": TenantConfig(prefix="org.globex", identities=["globex-1"]),
+}
+
+
+def tenant_guard(acl: dict[str, AclConfig] | None = None) -> Guard:
+    return Guard(acl, tenants=TENANTS, host="loom")
+
+
+@pytest.mark.parametrize(
+    ("identity", "topic", "allowed"),
+    [
+        ("acme-1", "acme.orders.new", True),
+        ("acme-1", "org.globex.orders.new", False),
+        ("acme-1", "orders.new", False),
+        ("acme-1", "loom.tool.acme.quote", True),
+        ("acme-1", "loom.tool.org.globex.quote", False),
+        ("acme-1", "loom.barrier.acme.ready", True),
+        ("acme-1", "loom.barrier.ready", False),
+        ("acme-1", "loom.agent.acme-trend.heartbeat", True),
+        ("globex-1", "org.globex.x", True),
+        ("globex-1", "acme.x", False),
+        ("loom", "acme.orders.new", True),  # no tenant: the shared infrastructure
+    ],
+)
+def test_a_tenant_publishes_in_its_namespace(identity: str, topic: str, allowed: bool) -> None:
+    denial = tenant_guard().publish(identity, frames(topic, source=f"{identity}-a"))
+    assert (denial is None) == allowed, denial
+    if denial is not None and not topic.startswith("loom.barrier"):
+        assert "tenant" in denial.reason
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [
+        (b"acme.", True),
+        (b"acme.orders.", True),
+        (b"org.globex.", False),
+        (b"", False),
+        (b"loom.tool.acme.quote", True),
+        (b"loom.tool.", False),
+        (b"loom.agent.", False),
+        (b"loom.tools.query", True),
+        (b"loom.tools.changed", False),  # would show other tenants' tools
+        (b"loom.barrier.acme.", True),
+    ],
+)
+def test_a_tenant_subscribes_in_its_namespace(prefix: bytes, allowed: bool) -> None:
+    assert (tenant_guard().subscribe("acme-1", prefix) is None) == allowed
+
+
+def test_replies_do_not_cross_tenants() -> None:
+    guard = tenant_guard()
+    inbox = "loom.reply.rt-acme.asker"
+    for identity in ("acme-1", "globex-1", "loom"):
+        guard.subscribe(identity, b"loom.tools.query")
+    guard.subscribe("acme-1", b"loom.reply.rt-acme.")
+    query = frames("loom.tools.query", source="acme-asker", type="request", id="q", reply_to=inbox)
+    assert guard.publish("acme-1", query) is None
+    answer = frames(inbox, source="s1", type="reply", correlation_id="q")
+    assert guard.publish("loom", answer) is None  # no tenant: answers anyone
+    denial = guard.publish("globex-1", frames(inbox, source="g", type="reply", correlation_id="q"))
+    assert denial is not None and "not to 'globex-1'" in denial.reason
+    assert "globex-1" not in denial.reason.split("not to")[0]  # it was never a candidate
+
+
+def test_an_acl_lets_a_request_cross_and_its_reply_come_back() -> None:
+    guard = tenant_guard({"acme-1": AclConfig(tools=["org.globex.quote"])})
+    inbox = "loom.reply.rt-acme.asker"
+    guard.subscribe("acme-1", b"loom.reply.rt-acme.")
+    guard.subscribe("globex-1", b"loom.tool.org.globex.quote")
+    call = frames(
+        "loom.tool.org.globex.quote", source="acme-a", type="request", id="t", reply_to=inbox
+    )
+    assert guard.publish("acme-1", call) is None
+    assert (
+        guard.publish("globex-1", frames(inbox, source="g", type="reply", correlation_id="t"))
+        is None
+    )
+
+
+def test_a_heartbeat_names_only_its_senders_identity(guard: Guard) -> None:
+    topic = "loom.agent.trend.heartbeat"
+    honest = [topic.encode(), b'{"v":1,"id":"h1","source":"trend"}', b'{"identity":"alice"}']
+    assert guard.publish("alice", honest) is None
+    lying = [topic.encode(), b'{"v":1,"id":"h2","source":"trend"}', b'{"identity":"bob"}']
+    denial = guard.publish("alice", lying)
+    assert denial is not None and "naming identity bob, sent by 'alice'" in denial.reason
+    batch_frames = [
+        topic.encode(),
+        b'{"v":1,"sizes":[20,18]}',
+        b'[{"v":1,"id":"a","source":"trend"},{"v":1,"id":"b","source":"trend"}]',
+        b'{"identity":"alice"}{"identity":"bob"}',
+    ]
+    assert guard.publish("alice", batch_frames) is not None
+    assert guard.publish("alice", [topic.encode(), honest[1], b"{}"]) is None  # plain bus beat
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=64), min_size=0, max_size=5),
+    st.sampled_from(["alice", "mallory", "loom"]),
+)
+def test_no_message_makes_the_guard_raise(frames: list[bytes], identity: str) -> None:
+    guard = Guard(ACL, tenants={"acme": TenantConfig(identities=["mallory"])}, host="loom")
+    guard.publish(identity, frames)  # a verdict, never an exception
+    if frames:
+        guard.subscribe(identity, frames[0])
+        guard.unsubscribed(identity, frames[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "source": st.text(max_size=8),
+            "type": st.sampled_from(["event", "request", "reply", "error", "bid"]),
+            "reply_to": st.text(max_size=30),
+            "correlation_id": st.text(max_size=8),
+            "ttl_ms": st.integers(min_value=0, max_value=10**6),
+        },
+    ),
+    st.sampled_from(["orders.new", "loom.reply.rt-a.x", "loom.agent.t.heartbeat", "replay.r.x"]),
+)
+def test_well_formed_headers_of_any_content_get_a_verdict(
+    header: dict[str, object], topic: str
+) -> None:
+    guard = Guard(ACL, host="loom")
+    guard.publish("alice", frames(topic, **header))
+    guard.publish("mallory", frames(topic, **header))

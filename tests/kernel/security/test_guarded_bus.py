@@ -204,7 +204,7 @@ async def test_subscribing_beyond_the_acl(bus: Bus, alice: BusClient) -> None:
 async def test_refusals_are_published_and_counted(bus: Bus, alice: BusClient) -> None:
     if not bus.secured:
         pytest.skip("a plain bus refuses nothing")
-    denied = await alice.subscribe(reserved.SECURITY_DENIED)
+    denied = await alice.subscribe(reserved.ALL_DENIED)
     alice.publish(event("orders.new", 1, source="trader"))
     with bus.mallory(zmq.PUB) as forger:
         forged = lambda: raw_frames("orders.new", 2, source="trader")  # noqa: E731
@@ -214,6 +214,7 @@ async def test_refusals_are_published_and_counted(bus: Bus, alice: BusClient) ->
     assert body["identity"] == "mallory" and body["action"] == "impersonate"
     assert body["source"] == "trader" and "belongs to identity 'alice'" in body["reason"]
     assert report.source.startswith("bus-")
+    assert report.topic == reserved.security_denied("mallory")
     assert bus.broker.statistics().denied >= 1
 
 

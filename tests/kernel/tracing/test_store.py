@@ -281,6 +281,14 @@ def test_traces_filters(filled: SpanStore) -> None:
     assert found(agent="planner", errors_only=True) == [B]
 
 
+def test_traces_and_spans_of_a_set_of_agents(filled: SpanStore) -> None:
+    """A tenant's view: the traces (and spans) of its agents only."""
+    assert [t.trace_id for t in filled.traces(agents={"calc", "clock"})] == [C, A]
+    assert filled.traces(agents=set()) == []
+    assert {span.agent for span in filled.query(agents=["calc", "clock"])} == {"calc", "clock"}
+    assert filled.query(agents=[]) == []
+
+
 def test_traces_by_span_name_and_size(filled: SpanStore) -> None:
     def found(**filters: Any) -> list[str]:
         return [summary.trace_id for summary in filled.traces(**filters)]

@@ -171,7 +171,8 @@ async def _send(settings: LoomConfig, action: str, agent: str, timeout: float) -
                 f"the supervisor did not confirm {action} {agent!r} within {timeout:g} s"
             ) from None
         except RemoteError as exc:
-            raise LoomError(f"the supervisor refused: {exc.remote_message}") from None
+            who = "the bus" if exc.error_type == "AccessDenied" else "the supervisor"
+            raise LoomError(f"{who} refused: {exc.remote_message}") from None
         return reply.data
 
 

@@ -3,6 +3,7 @@ worker processes, controlled and observed from other `loom` processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,9 +99,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def supervised(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    project = make_project(tmp_path / "proj")
+@contextlib.contextmanager
+def supervise(project: Path, agents: set[str]) -> Iterator[subprocess.Popen[str]]:
+    """`loom run` in ``project`` until the block ends, once ``agents`` report."""
     env = {**python_env()}
     env.pop("LOOM_CONFIG", None)
     proc = subprocess.Popen(
@@ -108,8 +109,8 @@ def supervised(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: {"echo", "crashy", "pair"} <= set(status(project)), timeout=60)
-        yield project, proc
+        wait_for(lambda: agents <= set(status(project)), timeout=60)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -117,6 +118,26 @@ def supervised(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    project = make_project(tmp_path / "proj")
+    with supervise(project, {"echo", "crashy", "pair"}) as proc:
+        yield project, proc
+
+
+def test_on_a_curve_bus_only_operators_stop_agents(tmp_path: Path) -> None:
+    secured = '[bus]\nsecurity = "curve"\noperators = ["admin"]\n' + TOML
+    project = make_project(tmp_path / "proj", secured)
+    assert loom(project, "keys", "generate").returncode == 0  # broker and loom
+    with supervise(project, {"echo", "crashy", "pair"}):
+        refused = loom(project, "stop", "echo")
+        assert refused.returncode == 1
+        said = " ".join(refused.stderr.split())
+        assert "the bus refused: AccessDenied" in said, said
+        assert "only operators (admin) may publish loom.supervisor.control" in said
+        assert status(project)["echo"]["status"] in ("running", "idle")
 
 
 def test_run_status_publish_logs_stop_restart_and_a_crash(supervised) -> None:

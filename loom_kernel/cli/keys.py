@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ..config import LoomConfig
 from ..security import BROKER, generate_keys, key_names, keys_folder
 from .project import load_project
 
@@ -58,7 +60,7 @@ def list_keys(
         Console(stderr=True).print(f"no keys in {folder}: `loom keys generate`")
         return
     allowed = settings.bus.allow
-    table = Table("name", "secret here", "admitted by the broker", title=str(folder))
+    table = Table("name", "secret here", "admitted by the broker", "rules", title=str(folder))
     for name in names:
         admitted = (
             "(it is the broker)"
@@ -66,5 +68,19 @@ def list_keys(
             else ("yes" if allowed is None or name in allowed else "no")
         )
         secret = "yes" if (folder / f"{name}.key_secret").exists() else "no"
-        table.add_row(name, secret, admitted)
+        plain = settings.bus.security != "curve"
+        rules = "" if name == BROKER else "-" if plain else _rules(settings, name)
+        table.add_row(name, secret, admitted, escape(rules))  # [acl.x] is no markup
     Console().print(table)
+
+
+def _rules(settings: LoomConfig, name: str) -> str:
+    """What the broker's guard lets identity ``name`` do, in a few words (docs/security.md)."""
+    operators = settings.bus.operators
+    said = []
+    if name in (operators if operators is not None else [settings.bus.identity]):
+        said.append("operator")
+    said += [f"tenant {t}" for t, tenant in settings.tenants.items() if name in tenant.identities]
+    if name in settings.acl:
+        said.append(f"[acl.{name}]")
+    return ", ".join(said) or "no ACL: anything"

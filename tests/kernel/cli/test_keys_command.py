@@ -25,6 +25,20 @@ def test_generate_writes_the_broker_and_the_identity_then_lists_them(tmp_path: P
     assert "it is the broker" in rows["broker"]
 
 
+def test_list_says_what_the_guard_lets_each_identity_do(tmp_path: Path) -> None:
+    (tmp_path / "loom.toml").write_text(
+        '[bus]\nsecurity = "curve"\noperators = ["ops"]\n'
+        '[acl.analyst]\ntools = ["quote"]\n[tenants.acme]\nidentities = ["acme-1"]\n'
+    )
+    assert loom(tmp_path, "keys", "generate", "ops", "analyst", "acme-1", "free").returncode == 0
+    listed = loom(tmp_path, "keys", "list")  # COLUMNS=500: one line per key
+    rows = {line.split()[1]: line for line in listed.stdout.splitlines() if "│" in line[:2]}
+    assert "operator" in rows["ops"]
+    assert "[acl.analyst]" in rows["analyst"]
+    assert "tenant acme" in rows["acme-1"]
+    assert "no ACL: anything" in rows["free"]
+
+
 def test_generate_keeps_existing_keys(tmp_path: Path) -> None:
     (tmp_path / "loom.toml").write_text("")
     assert loom(tmp_path, "keys", "generate").returncode == 0  # the [bus] identity: loom

@@ -190,11 +190,14 @@ class Broker:
 
     def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, settle: float) -> None:
         try:
-            _settle(xpub, settle)
-            self._proxying.set()
             if self.guard is not None:
-                guarded_proxy(xsub, xpub, control, self.guard, f"bus-{self.epoch}")
+                guarded_proxy(
+                    xsub, xpub, control, self.guard, f"bus-{self.epoch}",
+                    settle=settle, started=self._proxying.set,
+                )  # fmt: skip
             else:
+                _settle(xpub, settle)
+                self._proxying.set()
                 zmq.proxy_steerable(xsub, xpub, None, control)
         except zmq.ContextTerminated:
             pass

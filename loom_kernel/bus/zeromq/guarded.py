@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Callable
 
 import zmq
 
@@ -91,34 +92,46 @@ def _identity(frame: zmq.Frame, host: str) -> str:
 
 
 def guarded_proxy(
-    xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, guard: Guard, source: str
+    xsub: zmq.Socket,
+    xpub: zmq.Socket,
+    control: zmq.Socket,
+    guard: Guard,
+    source: str,
+    *,
+    settle: float = 0.0,
+    started: Callable[[], None] = lambda: None,
 ) -> None:
     """Forward from ``xsub`` to ``xpub`` what ``guard`` allows, until ``control`` says
     ``TERMINATE``; ``STATISTICS`` is answered as ZeroMQ's steerable proxy does (eight
-    64-bit counters), plus a ninth: the messages refused. ``xpub`` must be in manual mode."""
-    poller = zmq.Poller()
-    for sock in (xsub, xpub, control):
-        poller.register(sock, zmq.POLLIN)
+    64-bit counters), plus a ninth: the messages refused. ``xpub`` must be in manual mode.
+
+    For ``settle`` seconds first (a broker taking a dead one's address over), only the
+    subscriptions are taken (through the guard: in manual mode one not applied is lost),
+    so that reconnecting subscribers are back before anything is forwarded; then
+    ``started()`` is called.
+    """
     reports = _Reports(xpub, source)
     host = guard.host
     # frames in, bytes in, frames out, bytes out: of the frontend, then of the backend
     counts = [0] * 8
+    deadline = time.monotonic() + settle
+    poller = zmq.Poller()
+    for sock in (xpub, control):
+        poller.register(sock, zmq.POLLIN)
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(max(1, int(left * 1000))))
+        if control in ready and _command(control, counts, guard):
+            return
+        if xpub in ready:
+            _subscriptions(xpub, guard, reports, host)
+    started()
+    poller.register(xsub, zmq.POLLIN)
     while True:
         ready = dict(poller.poll())
-        if control in ready:
-            command = control.recv()
-            if command == b"TERMINATE":
-                return
-            if command == b"STATISTICS":
-                values = [*counts, sum(guard.denied.values())]
-                control.send_multipart([struct.pack("=Q", value) for value in values])
+        if control in ready and _command(control, counts, guard):
+            return
         if xpub in ready:
-            for _ in range(_DRAIN):
-                try:
-                    message = xpub.recv(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                _subscription(xpub, message, guard, reports, host)
+            _subscriptions(xpub, guard, reports, host)
         if xsub in ready:
             for _ in range(_DRAIN):
                 try:
@@ -139,6 +152,24 @@ def guarded_proxy(
                 xpub.send_multipart(frames)
                 counts[6] += len(frames)
                 counts[7] += size
+
+
+def _command(control: zmq.Socket, counts: list[int], guard: Guard) -> bool:
+    """Answer one control command; True for ``TERMINATE``."""
+    command = control.recv()
+    if command == b"STATISTICS":
+        values = [*counts, sum(guard.denied.values())]
+        control.send_multipart([struct.pack("=Q", value) for value in values])
+    return command == b"TERMINATE"
+
+
+def _subscriptions(xpub: zmq.Socket, guard: Guard, reports: _Reports, host: str) -> None:
+    for _ in range(_DRAIN):
+        try:
+            message = xpub.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        _subscription(xpub, message, guard, reports, host)
 
 
 def _judged(guard: Guard, identity: str, frames: list[bytes]) -> Denial | None:

@@ -253,3 +253,27 @@ async def test_faking_losses_with_a_forged_seq(bus: Bus, alice: BusClient, bob: 
         await _forged(forger, forged, orders)
     # a plain bus delivers the jump: a million events counted lost that never existed
     assert (bob.statistics().lost >= 10**5) == (not bus.secured)
+
+
+async def test_subscriptions_made_while_a_taking_over_broker_settles_are_kept(
+    keys: Path,
+) -> None:
+    """A broker that takes a dead one's address over first lets the subscribers reconnect
+    (``settle``); on a CURVE bus their subscriptions must go through the guard then too."""
+    broker = Broker(
+        [BusAddress.parse("tcp://127.0.0.1:0")],
+        context=zmq.Context.instance(),
+        curve=server_curve("curve", keys, ["alice", "bob"]),
+        guard=Guard(host="loom"),
+    )
+    [address] = broker.start(settle=1.0)
+    bus = Bus(broker, address, "curve", keys)
+    alice, bob = await bus.client("alice"), await bus.client("bob")
+    try:
+        orders = await bob.subscribe("orders.*")
+        alice.publish(event("orders.new", 1, source="trader"))
+        assert (await orders.get(timeout=WAIT)).source == "trader"
+    finally:
+        await alice.aclose()
+        await bob.aclose()
+        broker.close()

@@ -18,6 +18,7 @@ import pytest
 
 from loom_kernel import BusError, Envelope, Runtime, open_runtime
 from loom_kernel.errors import LoomTimeoutError
+from loom_kernel.security import generate_keys
 from tests.conftest import PYTHON, free_port, python_env, wait_until
 from tests.kernel.bus.zeromq.conftest import Children, record, wait_for_agent, wait_for_host
 from tests.kernel.conftest import STARTUP, WAIT
@@ -158,3 +159,23 @@ async def test_a_restarted_loom_bus_is_rejoined(project: Path) -> None:
     finally:
         bus.send_signal(signal.SIGTERM)
         await asyncio.to_thread(bus.wait, 20)
+
+
+async def test_a_curve_bus_fails_over_with_its_guard(project: Path, children: Children) -> None:
+    """On a CURVE bus the new host's broker is a guarded one too: the survivors resubscribe
+    through its guard while it settles, and requests and tools work again."""
+    toml = project / "loom.toml"
+    toml.write_text(toml.read_text() + '[bus]\nsecurity = "curve"\n')
+    for name in ("broker", "loom"):
+        generate_keys(project / ".loom" / "keys", name)
+    host = await children.start("upper")
+    await wait_for_host(project, host.pid)
+    async with open_runtime(toml) as rt:
+        survivor = await children.start("echo")
+        await wait_for_agent(rt, "child-echo")
+        await children.kill(host)
+        reply = await answered(rt, "child.echo", 3)
+        assert reply.data == {"echo": 3, "pid": survivor.pid}
+        assert rt.client.statistics().bus["failovers"] == 1
+        if rt.broker is not None:  # this process hosts the bus now (or the survivor does)
+            assert rt.broker.guard is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loom_kernel import Runtime, open_runtime
+from loom_kernel.security import generate_keys
 from tests.conftest import PYTHON, python_env
 
 pytestmark = pytest.mark.multiprocess
@@ -21,12 +22,17 @@ STARTUP = 30.0
 COUNT, RATE = 8000, 2000
 
 
-def configure(project: Path) -> Path:
+def configure(project: Path, security: str = "none") -> Path:
+    """The project; on a CURVE bus every process proves ``loom`` through the guarded broker."""
     path = project / "loom.toml"
     path.write_text(
+        f'[bus]\nsecurity = "{security}"\n'
         "[runtime]\nheartbeat_interval = 0.2\n[tracing]\nenabled = false\n"
         '[eventlog]\nenabled = true\nreliable = ["load.*"]\n'
     )
+    if security == "curve":
+        for name in ("broker", "loom"):
+            generate_keys(project / ".loom" / "keys", name)
     return path
 
 
@@ -77,8 +83,11 @@ async def start_sink(rt: Runtime, project: Path, output: Path) -> asyncio.subpro
     return sink
 
 
-async def test_a_killed_subscriber_misses_nothing_after_its_restart(project: Path) -> None:
-    async with open_runtime(configure(project)) as rt:
+@pytest.mark.parametrize("security", ["none", "curve"])
+async def test_a_killed_subscriber_misses_nothing_after_its_restart(
+    project: Path, security: str
+) -> None:
+    async with open_runtime(configure(project, security)) as rt:
         first, second = project / "first.txt", project / "second.txt"
         sink = await start_sink(rt, project, first)
         publisher = await spawn(project, "load_publisher", "load.x", str(COUNT), str(RATE))

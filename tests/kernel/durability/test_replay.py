@@ -12,6 +12,7 @@ import pytest
 from loom_kernel import Agent, LoomError, TopicError, on_event, open_runtime
 from loom_kernel.cli.eventlog import parse_when
 from loom_kernel.durability import REPLAYED_TS_HEADER, ReplayPlan, replay
+from loom_kernel.security import generate_keys
 from tests.conftest import PYTHON, WAIT, python_env
 
 pytestmark = pytest.mark.multiprocess
@@ -31,9 +32,15 @@ class Watcher(Agent):
             await ctx.emit("orders.seen", {"of": event.topic})
 
 
-def configure(project: Path) -> Path:
+def configure(project: Path, security: str = "none") -> Path:
     path = project / "loom.toml"
-    path.write_text("[runtime]\nheartbeat_interval = 0.2\n[eventlog]\nenabled = true\n")
+    path.write_text(
+        f'[bus]\nsecurity = "{security}"\n'
+        "[runtime]\nheartbeat_interval = 0.2\n[eventlog]\nenabled = true\n"
+    )
+    if security == "curve" and not (project / ".loom" / "keys" / "loom.key").exists():
+        for name in ("broker", "loom"):
+            generate_keys(project / ".loom" / "keys", name)
     return path
 
 
@@ -57,12 +64,15 @@ async def drain(queue: asyncio.Queue, count: int) -> list:
     return [await asyncio.wait_for(queue.get(), WAIT) for _ in range(count)]
 
 
-async def test_loom_replay_reaches_the_namespace_and_nothing_else(project: Path) -> None:
-    async with open_runtime(configure(project)) as rt:
+@pytest.mark.parametrize("security", ["none", "curve"])  # replays keep recorded sources
+async def test_loom_replay_reaches_the_namespace_and_nothing_else(
+    project: Path, security: str
+) -> None:
+    async with open_runtime(configure(project, security)) as rt:
         started = await record(rt, 20)
         real, inside = Watcher("real"), Watcher("inside")
         await rt.start(real)
-        async with open_runtime(configure(project), namespace="what-if") as sandbox:
+        async with open_runtime(configure(project, security), namespace="what-if") as sandbox:
             await sandbox.start(inside)
             done = await asyncio.to_thread(
                 subprocess.run,

@@ -114,16 +114,11 @@ def guarded_proxy(
     host = guard.host
     # frames in, bytes in, frames out, bytes out: of the frontend, then of the backend
     counts = [0] * 8
-    deadline = time.monotonic() + settle
     poller = zmq.Poller()
     for sock in (xpub, control):
         poller.register(sock, zmq.POLLIN)
-    while (left := deadline - time.monotonic()) > 0:
-        ready = dict(poller.poll(max(1, int(left * 1000))))
-        if control in ready and _command(control, counts, guard):
-            return
-        if xpub in ready:
-            _subscriptions(xpub, guard, reports, host)
+    if _settled(poller, settle, xpub, control, counts, guard, reports):
+        return  # told to stop while settling
     started()
     poller.register(xsub, zmq.POLLIN)
     while True:
@@ -152,6 +147,26 @@ def guarded_proxy(
                 xpub.send_multipart(frames)
                 counts[6] += len(frames)
                 counts[7] += size
+
+
+def _settled(
+    poller: zmq.Poller,
+    seconds: float,
+    xpub: zmq.Socket,
+    control: zmq.Socket,
+    counts: list[int],
+    guard: Guard,
+    reports: _Reports,
+) -> bool:
+    """Take only subscriptions (and control commands) for ``seconds``; True if told to stop."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(max(1, int(left * 1000))))
+        if control in ready and _command(control, counts, guard):
+            return True
+        if xpub in ready:
+            _subscriptions(xpub, guard, reports, guard.host)
+    return False
 
 
 def _command(control: zmq.Socket, counts: list[int], guard: Guard) -> bool:

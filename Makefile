@@ -64,7 +64,7 @@ test: install browser mcp-inspector labextension phoenix
 	LOOM_REQUIRE_PHOENIX=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= tests --ignore=tests/jupyterlab -m "not browser"
 	# chromium driving a live studio or a real JupyterLab is load enough: the browser tests
 	# run alone, after the parallel suite (~6 min; beside it their waits timed out)
-	$(PY) -m pytest --cov --cov-append --cov-report= -m browser tests/studio
+	$(PY) -m pytest --cov --cov-append --cov-report= -o log_level=WARNING -m browser tests/studio
 	$(PY) -m pytest --cov --cov-append --cov-report=term tests/jupyterlab
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb
 

@@ -227,6 +227,13 @@ class Studio:
             list(columns),
         )
 
+    async def open_tab(self, name: str) -> None:
+        """Click a tab of the studio, and see that it is the one shown (a failure then
+        says whether the click was taken, or the server never sent the tab's content)."""
+        await self.page.get_by_text(name, exact=True).first.click()
+        active = self.page.locator(".bk-tab.bk-active")
+        await playwright_api.expect(active).to_have_text(name, timeout=WAIT_MS)
+
     async def shot(self, name: str, folder: Path) -> None:
         await self.page.screenshot(path=folder / name, full_page=True)
         publish(folder / name)
@@ -472,7 +479,7 @@ def overlap(a: list[float], b: list[float]) -> bool:
 
 
 async def open_traces(studio: Studio) -> dict[str, list[Any]]:
-    await studio.page.get_by_text("Traces", exact=True).click()
+    await studio.open_tab("Traces")
     return await studio.source("trace", "root", "agents", "trace_id")
 
 

@@ -156,7 +156,7 @@ async def test_explorer_shows_the_tree_the_schema_and_publishes_a_test_event(
     studio: Studio, project: Project, tmp_path: Path
 ) -> None:
     page = studio.page
-    await page.get_by_text("Topics", exact=True).first.click()
+    await studio.open_tab("Topics")
     tree = await studio.wait(
         """() => { const d = loomTest.source(["topic", "events", "path", "kind"]);
                    return d && d.path.includes("orders.new.AAPL") ? d : null; }"""
@@ -217,7 +217,7 @@ async def test_editor_saves_reloads_marks_a_broken_line_and_reverts(
     studio: Studio, project: Project, tmp_path: Path
 ) -> None:
     page = studio.page
-    await page.get_by_text("Editor", exact=True).first.click()
+    await studio.open_tab("Editor")
     ace = page.locator(EDITOR)
     await playwright_api.expect(ace).to_be_visible(timeout=WAIT_MS)
     await playwright_api.expect(page.locator(".ace_line").first).to_be_visible(timeout=WAIT_MS)

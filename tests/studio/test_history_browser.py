@@ -120,7 +120,7 @@ async def studio(browser: Any, project: Project) -> AsyncIterator[Studio]:
     try:
         await page.goto(project.url)
         await session.wait("() => window.Bokeh && loomTest.rendered()")
-        await page.get_by_text("History", exact=True).first.click()
+        await session.open_tab("History")
         yield session
     finally:
         await context.close()

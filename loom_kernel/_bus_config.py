@@ -6,14 +6,23 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._config_section import Section
 
-__all__ = ["BUS_URL_FORMS", "AclConfig", "BusConfig", "TenantConfig", "bus_endpoints"]
+__all__ = [
+    "BUS_URL_FORMS",
+    "NATS_SCHEMES",
+    "AclConfig",
+    "BusConfig",
+    "TenantConfig",
+    "bus_endpoints",
+]
 
 
 _HOST = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?)\Z")
+#: URL schemes of a NATS server: ``[bus] url`` with one of them means ``backend = "nats"``.
+NATS_SCHEMES = ("nats", "tls")
 BUS_URL_FORMS = "tcp://host:port (e.g. tcp://127.0.0.1:7355), ipc:///path or inproc://name"
 
 
@@ -121,12 +130,80 @@ class BusConfig(Section):
         "broker.",
     )  # fmt: skip
 
+    backend: Literal["zeromq", "nats"] = Field(
+        default="zeromq", description='zeromq: Loom\'s own broker (one machine, or one host '
+        'process others join); nats: an existing NATS server or cluster ([bus] servers), with '
+        "JetStream for reliable delivery and replay (docs/scaling.md).",
+    )  # fmt: skip
+    servers: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"], description="NATS only: the "
+        "servers to connect to (nats://host:port, tls://host:port); any one is enough, the "
+        "client learns the rest of the cluster.",
+    )  # fmt: skip
+    credentials: str | None = Field(
+        default=None, description="NATS only: a .creds file (JWT and NKEY seed), relative to "
+        "the project's folder.",
+    )  # fmt: skip
+    nkey: str | None = Field(
+        default=None, description="NATS only: an NKEY seed file, relative to the project's folder.",
+    )  # fmt: skip
+    user: str | None = Field(
+        default=None, description="NATS only: a user name; its password comes from "
+        "$LOOM_NATS_PASSWORD (a token from $LOOM_NATS_TOKEN), never from loom.toml.",
+    )  # fmt: skip
+    tls_ca: str | None = Field(
+        default=None, description="NATS only: the CA file that signed the servers' certificates."
+    )
+    tls_cert: str | None = Field(
+        default=None, description="NATS only: this client's certificate (mutual TLS)."
+    )
+    tls_key: str | None = Field(default=None, description="NATS only: that certificate's key.")
+    stream: str = Field(
+        default="LOOM", description="NATS only: the JetStream stream holding the event log "
+        "([eventlog] topics): reliable delivery and replay read it.",
+    )  # fmt: skip
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="NATS only: copies of the stream in the cluster "
+        "(3 survives the loss of a node).",
+    )  # fmt: skip
+
+    @field_validator("servers")
+    @classmethod
+    def _nats_urls(cls, servers: list[str]) -> list[str]:
+        if not servers:
+            raise ValueError("name at least one NATS server, e.g. ['nats://127.0.0.1:4222']")
+        for url in servers:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in NATS_SCHEMES or not rest:
+                raise ValueError(
+                    f"bad NATS server {url!r}: expected nats://host:port or tls://host:port"
+                )
+        return servers
+
+    @field_validator("stream")
+    @classmethod
+    def _stream_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
+            raise ValueError(
+                f"bad stream name {name!r}: letters, digits, _ and - only (JetStream's rule)"
+            )
+        return name
+
     @field_validator("url")
     @classmethod
     def _valid_url(cls, url: str | None) -> str | None:
-        if url is not None:
+        if url is not None and url.partition("://")[0] not in NATS_SCHEMES:
             bus_endpoints(url)
         return url
+
+    @model_validator(mode="after")
+    def _nats_has_its_own_security(self) -> BusConfig:
+        if self.backend == "nats" and self.security == "curve":
+            raise ValueError(
+                'security = "curve" secures Loom\'s ZeroMQ broker; on NATS use its own '
+                "security: [bus] credentials, nkey or user, and tls_* (docs/scaling.md)"
+            )
+        return self
 
 
 class AclConfig(Section):

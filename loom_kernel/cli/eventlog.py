@@ -15,8 +15,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..bus.connect import uses_nats
+from ..bus.nats.client import NatsClient
 from ..config import LoomConfig
 from ..durability import EventLog, ReplayPlan, open_event_log, replay
+from ..durability.jetstream_history import StreamHistory
 from ..errors import LoomError
 from ..protocol.topics import compile_pattern, validate_topic
 from ..runtime import Runtime
@@ -99,13 +102,24 @@ def replay_command(
 
 
 async def _replay(settings: LoomConfig, plan: ReplayPlan) -> None:
+    console = Console(stderr=True)
+    if uses_nats(settings.bus):  # JetStream's stream is the log
+        async with _joined(settings) as rt:
+            assert isinstance(rt.client, NatsClient)
+            history = StreamHistory(rt.client, settings.bus.stream)
+            result = await replay(history, rt.client, plan)
+            await rt.client.flush()
+        console.print(
+            f"replayed {result.published:,} events from stream {settings.bus.stream} into "
+            f"replay.{plan.namespace}.* in {result.seconds:.2f} s"
+        )
+        return
     path = settings.project_path(settings.eventlog.path)
     if not path.is_file():
         raise LoomError(
             f"no event log at {path}: events are recorded while [eventlog] enabled = true "
             "(by the bus's process) or `loom log` runs"
         )
-    console = Console(stderr=True)
     async with _joined(settings) as rt:
         result = await replay(EventLog(path), rt.client, plan)
         await asyncio.sleep(0.2)  # the PUB socket sends what it holds before it closes

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..bus.transport import Transport
 from ..protocol import reserved
@@ -26,7 +27,7 @@ from ..protocol.envelope import Envelope
 from .store import EventLog, When
 from .wire import ACK_HEADER
 
-__all__ = ["REPLAYED_TS_HEADER", "ReplayPlan", "ReplayResult", "replay"]
+__all__ = ["REPLAYED_TS_HEADER", "History", "ReplayPlan", "ReplayResult", "replay"]
 
 #: Header of a replayed event: when it was first published (ns since the epoch).
 REPLAYED_TS_HEADER = "loom-replayed-ts"
@@ -53,39 +54,76 @@ class ReplayResult:
     last_ts: int
 
 
+class History(Protocol):
+    """Where replayed events come from: :class:`~.jetstream_history.StreamHistory` (NATS);
+    the SQLite :class:`~.store.EventLog` is read through :class:`_LogHistory`."""
+
+    async def count(self, since: When = None, until: When = None) -> int: ...
+
+    def pages(
+        self, since: When = None, until: When = None, topics: Sequence[str] | None = None
+    ) -> AsyncIterator[list[Envelope]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _LogHistory:
+    """The SQLite event log as a :class:`History` (its queries on a thread of their own)."""
+
+    def __init__(self, log: EventLog):
+        self.log = log
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-replay")
+
+    async def count(self, since: When = None, until: When = None) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self.log.count, since, until)
+
+    async def pages(
+        self, since: When = None, until: When = None, topics: Sequence[str] | None = None
+    ) -> AsyncIterator[list[Envelope]]:
+        loop = asyncio.get_running_loop()
+        after = 0
+        while True:
+            query = functools.partial(
+                self.log.query, since, until, topics, after_pos=after, limit=_PAGE
+            )
+            page = await loop.run_in_executor(self._reader, query)
+            if not page:
+                return
+            after = page[-1].pos
+            yield [item.event for item in page]
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._reader, self.log.close)
+        self._reader.shutdown(wait=False)
+
+
 async def replay(
-    log: EventLog,
+    source: EventLog | History,
     transport: Transport,
     plan: ReplayPlan,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> ReplayResult:
-    """Publish the events of ``plan`` from ``log`` on ``transport`` (see the module doc);
-    ``progress(done, about_total)`` is called after every page."""
+    """Publish the events of ``plan`` from ``source`` (the event log, or JetStream's stream
+    on NATS) on ``transport`` (see the module doc); ``progress(done, about_total)`` is
+    called after every page."""
+    history = _LogHistory(source) if isinstance(source, EventLog) else source
     loop = asyncio.get_running_loop()
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-replay")
     prefix = reserved.replay_prefix(plan.namespace)
     started = loop.time()
-    published, first_ts, last_ts, after = 0, 0, 0, 0
+    published, first_ts, last_ts = 0, 0, 0
     try:
-        total = await loop.run_in_executor(reader, log.count, plan.since, plan.until)
-        while True:
-            query = functools.partial(
-                log.query, plan.since, plan.until, plan.topics, after_pos=after, limit=_PAGE
-            )
-            page = await loop.run_in_executor(reader, query)
-            if not page:
-                break
-            for item in page:
-                env = item.event
+        total = await history.count(plan.since, plan.until)
+        async for page in history.pages(plan.since, plan.until, plan.topics):
+            for env in page:
                 first_ts = first_ts or env.ts
-                last_ts, after = env.ts, item.pos
+                last_ts = env.ts
                 await _wait_turn(loop, started, (env.ts - first_ts) / 1e9, plan.speed, published)
                 transport.publish(_into_namespace(env, prefix))
                 published += 1
             progress(published, max(total, published))
     finally:
-        await loop.run_in_executor(reader, log.close)
-        reader.shutdown(wait=False)
+        await history.aclose()
     return ReplayResult(published, loop.time() - started, first_ts, last_ts)
 
 

@@ -40,7 +40,7 @@ from .wire import (
     epoch_of,
 )
 
-__all__ = ["EventLog", "EventLogStatistics", "LoggedEvent", "When"]
+__all__ = ["EventLog", "EventLogStatistics", "LoggedEvent", "When", "when_ns"]
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -436,7 +436,7 @@ class EventLog:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise LoomError(f"limit={limit!r}: use a positive int")
         patterns = [compile_pattern(t) for t in topics] if topics else None
-        low_ns, high_ns = _ns(since, "since", 0), _ns(until, "until", 2**63 - 1)
+        low_ns, high_ns = when_ns(since, "since", 0), when_ns(until, "until", 2**63 - 1)
         db = self._db()
         low, high = _pos_bounds(db, low_ns, high_ns)
         found: list[LoggedEvent] = []
@@ -465,7 +465,7 @@ class EventLog:
     def count(self, since: When = None, until: When = None) -> int:
         """About how many events were published between ``since`` and ``until``."""
         db = self._db()
-        low, high = _pos_bounds(db, _ns(since, "since", 0), _ns(until, "until", 2**63 - 1))
+        low, high = _pos_bounds(db, when_ns(since, "since", 0), when_ns(until, "until", 2**63 - 1))
         return max(0, high - low + 1) if high else 0
 
     def cursors(self) -> list[dict[str, Any]]:
@@ -543,7 +543,12 @@ def _logged(pos: int, topic: str, header: bytes, payload: bytes) -> LoggedEvent 
         return None
 
 
-def _ns(value: Any, what: str, default: int) -> int:
+def when_ns(value: Any, what: str, default: int) -> int:
+    """Nanoseconds since the epoch of a :data:`When` (``default`` for None).
+
+    Raises:
+        LoomError: not epoch seconds, a datetime or a timedelta (``what`` names it).
+    """
     if value is None:
         return default
     if isinstance(value, timedelta):

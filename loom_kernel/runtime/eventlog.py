@@ -3,9 +3,11 @@ it runs when it runs the bus (``docs/durability.md``)."""
 
 from __future__ import annotations
 
+from ..bus.nats.client import NatsClient
 from ..bus.transport import Transport
 from ..config import LoomConfig
 from ..durability.durable import DurableTransport
+from ..durability.jetstream import JetStreamTransport
 from ..durability.namespace import NamespacedTransport
 from ..durability.service import EventLogService, open_event_log
 from ..durability.store import EventLog
@@ -17,9 +19,18 @@ async def endpoint_transport(
     client: Transport, config: LoomConfig, namespace: str | None
 ) -> Transport:
     """What a runtime's endpoints publish and subscribe through: a replay namespace's
-    view of the bus, the event log's durable transport, or the client itself."""
+    view of the bus, the event log's durable transport (JetStream's, on NATS), or the
+    client itself."""
     if namespace is not None:
         return NamespacedTransport(client, namespace)
+    if config.eventlog.enabled and isinstance(client, NatsClient):
+        journal = config.eventlog.journal
+        stream = JetStreamTransport(
+            client, config.eventlog, config.bus,
+            journal_dir=config.project_path(journal) if journal else None,
+        )  # fmt: skip
+        await stream.start()
+        return stream
     if config.eventlog.enabled:
         journal = config.eventlog.journal
         transport = DurableTransport(

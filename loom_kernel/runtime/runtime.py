@@ -31,11 +31,13 @@ from typing import Any
 from ..agents.agent import Agent
 from ..agents.context import Context
 from ..agents.runner import AgentRunner, AgentStatistics
+from ..bus.connect import Connection, connect_bus, uses_nats
+from ..bus.nats.client import NatsClient
+from ..bus.nats.connection import NatsAddress
 from ..bus.transport import Subscription, Transport
 from ..bus.zeromq.address import BusAddress
 from ..bus.zeromq.broker import Broker
 from ..bus.zeromq.client import BusClient
-from ..bus.zeromq.connect import BusConnection, open_bus
 from ..capabilities.actions import ActionBroker
 from ..capabilities.llm import LLMProvider
 from ..capabilities.memory import Memory, MemoryStore
@@ -102,7 +104,7 @@ class Runtime:
         self.namespace = namespace or config.runtime.namespace
         if self.namespace is not None and "." in validate_topic(self.namespace):
             raise TopicError(f"namespace {self.namespace!r} must be one topic segment")
-        self.connection: BusConnection | None = None
+        self.connection: Connection | None = None
         self._transport: Transport | None = None
         self._event_log = EventLogHost(config)
         recorder = SpanRecorder(config.tracing) if config.tracing.enabled else None
@@ -135,7 +137,7 @@ class Runtime:
     # -- the bus -----------------------------------------------------------------------
 
     @property
-    def client(self) -> BusClient:
+    def client(self) -> BusClient | NatsClient:
         """This process's transport (its connection to the bus)."""
         if self.connection is None:
             raise LoomError("the runtime is not open yet: use `rt = await open_runtime()`")
@@ -155,7 +157,7 @@ class Runtime:
         return self.connection.broker if self.connection is not None else None
 
     @property
-    def address(self) -> BusAddress | None:
+    def address(self) -> BusAddress | NatsAddress | None:
         """The address other processes join this bus at."""
         return self.connection.address if self.connection is not None else None
 
@@ -167,7 +169,7 @@ class Runtime:
     # -- opening and closing ---------------------------------------------------------
 
     async def _open(self) -> Runtime:
-        self.connection = await open_bus(
+        self.connection = await connect_bus(
             self.config.bus,
             self.config.project_dir,
             url=self._bus_url,
@@ -399,7 +401,10 @@ class Runtime:
     async def start_event_log(self) -> EventLogService | None:
         """Record the events on this bus in ``[eventlog] path`` and answer durable
         subscriptions and reliable publishers (done by the process that runs the bus,
-        when ``[eventlog] enabled`` and ``embedded`` are on)."""
+        when ``[eventlog] enabled`` and ``embedded`` are on). On NATS, JetStream's stream
+        is the log: nothing to start here."""
+        if uses_nats(self.config.bus, self._bus_url):
+            return None
         return await self._event_log.start(self.client)
 
     @property

@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 
 from ..agents.runner import AgentRunner
+from ..bus.nats.client import NatsClient
 from ..bus.zeromq.client import BusClient
 from ..errors import LoomError
 from ..protocol import reserved
@@ -49,7 +50,7 @@ class LoopWatchdog:
         stall_after: float,
         report_every: float,
         runners: Callable[[], Iterable[AgentRunner]],
-        client: BusClient,
+        client: BusClient | NatsClient,
     ):
         self.stall_after = stall_after
         self.report_every = report_every
@@ -110,6 +111,9 @@ class LoopWatchdog:
 
     def _watch(self) -> None:
         sock = self.client.side_publisher()
+        if sock is None:  # a NATS server this thread cannot sign in to: no stall reports
+            log.info("the loop watchdog cannot publish from its thread on this bus: it is off")
+            return
         last_report = 0.0
         try:
             while not self._stop.wait(self._tick_every):

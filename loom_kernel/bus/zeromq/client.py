@@ -31,9 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
-import os
 import time
 import weakref
 from typing import Any
@@ -56,6 +54,7 @@ from ...protocol.topics import compile_pattern
 from ...security import ClientCurve
 from ..dispatch import Dispatcher
 from ..qos import make_mailbox
+from ..stamp import Stamp
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .address import BusAddress
 from .health import BusHealth
@@ -116,10 +115,9 @@ class BusClient:
     ):
         self.address = address
         self._curve = curve
-        self.client_id = f"{name}-{os.urandom(5).hex()}"
-        # the ids of the events published here: a prefix of this client's, then a counter
-        self._id_prefix = f"{os.urandom(6).hex()}-"
-        self._ids = itertools.count(1)
+        self.stamp = Stamp(name)
+        self.client_id = self.stamp.client_id
+        self._id_prefix = self.stamp.id_prefix
         self._echo = f'{{"v":{PROTOCOL_VERSION},"id":"{self._id_prefix}'.encode()
         self._echo_batch = b"[" + self._echo
         self._outbox = Outbox(batching)
@@ -139,7 +137,6 @@ class BusClient:
         self._prefix_refs: dict[str, int] = {}
         self._probes: dict[str, asyncio.Future[None]] = {}
         self._probe_counter = 0
-        self._seq: dict[tuple[str, str], int] = {}
         self._published = 0
         self._oversized = 0
         self._health = BusHealth(lost_after or 0.0)
@@ -252,7 +249,7 @@ class BusClient:
 
     def new_id(self) -> str:
         """A new event id, unique across processes, that this client knows as its own."""
-        return f"{self._id_prefix}{next(self._ids):x}"
+        return self.stamp.new_id()
 
     def publish(self, env: Envelope) -> None:
         """Send an envelope (fills ``id``, ``ts`` and ``seq`` when unset). Never blocks.
@@ -273,14 +270,7 @@ class BusClient:
                 f"[bus] max_message_size of {self.max_message_size:,} bytes: send a reference "
                 "(a file path, a URL, a key in memory) instead, or raise max_message_size"
             )
-        if not env.id:
-            env.id = self.new_id()
-        if not env.ts:
-            env.ts = time.time_ns()
-        if not env.seq:
-            key = (env.source, env.topic)
-            env.seq = self._seq.get(key, 0) + 1
-            self._seq[key] = env.seq
+        self.stamp.stamp(env)
         self._published += 1
         if self._local and env.id.startswith(self._id_prefix):
             self._deliver_here(env)

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ..bus.connect import uses_nats
 from ..bus.zeromq import read_discovery
 from ..config import LoomConfig, load_config
 from ..errors import BusError
@@ -13,7 +14,10 @@ from ..runtime import Runtime, open_runtime
 
 
 def running_bus(settings: LoomConfig) -> bool:
-    """True when the project names a bus, or a discovery file says one runs."""
+    """True when the project names a bus (a NATS one is always there to join), or a
+    discovery file says one runs."""
+    if uses_nats(settings.bus):
+        return True
     return settings.bus.url is not None or read_discovery(settings.project_dir) is not None
 
 

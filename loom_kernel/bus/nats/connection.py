@@ -143,7 +143,7 @@ async def open_nats(
     on_host: Callable[[], Awaitable[None]] | None = None,
 ) -> NatsConnection:
     """Connect to ``[bus] servers`` (or ``servers``); take the host lock if it is free,
-    else watch it.
+    else watch it (mode ``auto``; mode ``connect``, a command's, stores nothing).
 
     Raises:
         BusError: no NATS server answered within ``[bus] connect_timeout``.
@@ -157,6 +157,8 @@ async def open_nats(
     )
     await client.connect(settings.connect_timeout)
     connection = NatsConnection(client, NatsAddress(tuple(options.servers)), project_dir, settings)
+    if settings.mode == "connect":  # a command that only looks: it stores nothing
+        return connection
     if not connection.take_host_lock() and settings.mode == "auto":
         connection.watch(on_host)
     return connection

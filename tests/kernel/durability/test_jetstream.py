@@ -27,7 +27,8 @@ from tests.support.nats import nats_cluster, nats_server, nats_toml
 __all__ = ["nats_cluster", "nats_server"]
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(120)]
 WAIT = 10.0
-RELIABLE = '[eventlog]\nenabled = true\ntopics = ["orders.*", "load.*"]\nreliable = ["orders.*", "load.*"]\n'
+RECORDED = 'topics = ["orders.*", "load.*"]\nreliable = ["orders.*", "load.*"]\n'
+RELIABLE = "[eventlog]\nenabled = true\n" + RECORDED
 
 
 def configure(project: Path, urls: list[str], extra: str = "") -> Path:

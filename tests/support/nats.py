@@ -3,12 +3,14 @@ or a 3-node JetStream cluster, on free loopback ports, each in the test's own fo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest_asyncio
 
-from loom_kernel.bus.nats.server import LocalCluster, local_cluster
+from loom_kernel.bus.nats.server import LocalCluster, NatsServer, local_cluster
 
 
 @pytest_asyncio.fixture
@@ -32,3 +34,15 @@ def nats_toml(urls: list[str], extra: str = "") -> str:
         f'[runtime]\nheartbeat_interval = 0.2\n\n[bus]\nbackend = "nats"\nservers = [{servers}]\n'
         + extra
     )
+
+
+@contextlib.contextmanager
+def nats_running(folder: Path) -> Iterator[NatsServer]:
+    """One nats-server with JetStream, for a synchronous test (``loom`` commands)."""
+    server = NatsServer(folder / "nats")
+    server.start()
+    try:
+        asyncio.run(server.wait_ready())
+        yield server
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON, python_env
+from tests.support.nats import nats_running
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(180)]
 
@@ -121,10 +122,21 @@ def supervise(project: Path, agents: set[str]) -> Iterator[subprocess.Popen[str]
 
 
 @pytest.fixture
-def supervised(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    project = make_project(tmp_path / "proj")
-    with supervise(project, {"echo", "crashy", "pair"}) as proc:
-        yield project, proc
+def supervised(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """`loom run` of the project, on an embedded ZeroMQ bus, or (``"nats"``, indirect
+    parametrization) on a real nats-server."""
+    if getattr(request, "param", "zeromq") == "zeromq":
+        project = make_project(tmp_path / "proj")
+        with supervise(project, {"echo", "crashy", "pair"}) as proc:
+            yield project, proc
+        return
+    with nats_running(tmp_path) as server:
+        toml = TOML + f'\n[bus]\nbackend = "nats"\nservers = ["{server.url}"]\n'
+        project = make_project(tmp_path / "proj", toml)
+        with supervise(project, {"echo", "crashy", "pair"}) as proc:
+            yield project, proc
 
 
 def test_on_a_curve_bus_only_operators_stop_agents(tmp_path: Path) -> None:
@@ -140,6 +152,7 @@ def test_on_a_curve_bus_only_operators_stop_agents(tmp_path: Path) -> None:
         assert status(project)["echo"]["status"] in ("running", "idle")
 
 
+@pytest.mark.parametrize("supervised", ["zeromq", "nats"], indirect=True)
 def test_run_status_publish_logs_stop_restart_and_a_crash(supervised) -> None:
     project, proc = supervised
     rows = status(project)

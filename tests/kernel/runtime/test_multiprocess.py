@@ -1,4 +1,6 @@
-"""Agents in two processes on one bus: the child joins the test's embedded bus by discovery."""
+"""Agents in two processes on one bus, on either backend: on ZeroMQ the child joins the
+test's embedded bus by discovery; on NATS both connect to a real nats-server (issue 25:
+agents, tools, collaboration and heartbeats work unchanged)."""
 
 from __future__ import annotations
 
@@ -6,15 +8,34 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from loom_kernel import Agent, Runtime, on_event
+from loom_kernel.bus.nats.server import local_cluster
 from loom_kernel.errors import ToolError
 from tests.kernel.conftest import WAIT, next_event
+from tests.support.nats import nats_toml
 
 pytestmark = pytest.mark.multiprocess
+
+
+@pytest.fixture(params=["zeromq", "nats"])
+async def project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Path]:
+    """The project folder (the working directory), on an embedded ZeroMQ bus or a NATS one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOM_CONFIG", raising=False)
+    if request.param == "zeromq":
+        (tmp_path / "loom.toml").write_text("[runtime]\nheartbeat_interval = 0.2\n")
+        yield tmp_path
+        return
+    async with local_cluster(1, tmp_path / "nats") as server:
+        (tmp_path / "loom.toml").write_text(nats_toml(server.urls))
+        yield tmp_path
 
 
 class Doubler(Agent):
@@ -132,7 +153,8 @@ async def test_child_stops_cleanly_on_sigterm_and_leaves_no_process(
         pass
 
     # The parent's bus outlives the child, and the child left its record alone.
-    assert json.loads((project / ".loom" / "bus.json").read_text())["pid"] == os.getpid()
+    if rt.embedded:  # a ZeroMQ bus this process hosts: its discovery record
+        assert json.loads((project / ".loom" / "bus.json").read_text())["pid"] == os.getpid()
     assert (await rt.request("parent.double", 5, timeout=WAIT)).data == 10
 
 

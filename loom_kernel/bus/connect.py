@@ -14,14 +14,20 @@ from pathlib import Path
 from .._bus_config import NATS_SCHEMES
 from ..config import BusConfig
 from ..security.guard import Access
-from .nats.connection import NatsConnection, open_nats
+from .nats.client import NatsClient
+from .nats.connection import NatsAddress, NatsConnection, open_nats
+from .zeromq.address import BusAddress
+from .zeromq.client import BusClient
 from .zeromq.connect import open_bus
 from .zeromq.connection import BusConnection
 
-__all__ = ["Connection", "connect_bus", "uses_nats"]
+__all__ = ["Address", "Client", "Connection", "connect_bus", "uses_nats"]
 
 #: A process's place on the bus: a ZeroMQ or a NATS one.
 Connection = BusConnection | NatsConnection
+#: Its client (the transport the runtime wraps), and where the bus is.
+Client = BusClient | NatsClient
+Address = BusAddress | NatsAddress
 
 
 def uses_nats(settings: BusConfig, url: str | None = None) -> bool:

@@ -9,11 +9,11 @@ from importlib.metadata import entry_points
 import typer
 
 from ..errors import LoomError
-from . import bench, bus, deploy, eventlog, init, keys, mcp, run, tools, traces
+from . import bench, bridge, bus, deploy, eventlog, init, keys, mcp, run, tools, traces
 
 app = typer.Typer(
     name="loom",
-    help="Loom: build, run and observe multi-agent systems on a ZeroMQ bus.",
+    help="Loom: build, run and observe multi-agent systems on a ZeroMQ or NATS bus.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -25,6 +25,7 @@ app.command("deploy")(deploy.deploy)
 app.command("trace")(traces.trace)
 app.command("log")(eventlog.log)
 app.command("replay")(eventlog.replay_command)
+app.command("bridge")(bridge.bridge)
 app.add_typer(mcp.app, name="mcp")
 app.add_typer(keys.app, name="keys")
 app.command("init")(init.init)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import signal
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -23,7 +22,7 @@ from ..durability.jetstream_history import StreamHistory
 from ..errors import LoomError
 from ..protocol.topics import compile_pattern, validate_topic
 from ..runtime import Runtime
-from .project import join_running_bus, load_project
+from .project import join_running_bus, load_project, stop_event
 
 ConfigOption = Annotated[Path | None, typer.Option(help="The project's loom.toml.")]
 _AGO = re.compile(r"^-?(\d+(?:\.\d+)?)([smhd])$")
@@ -47,7 +46,7 @@ def log(
 async def _record(settings: LoomConfig, interval: float, quiet: bool) -> None:
     console = Console(stderr=True)
     path = settings.project_path(settings.eventlog.path)
-    stop = _stop_event()
+    stop = stop_event()
     async with _joined(settings) as rt:
         service = await open_event_log(settings.eventlog, path, rt.client)
         console.print(f"[bold green]loom log[/] recording the project's bus into {path}")
@@ -170,12 +169,3 @@ async def _joined(settings: LoomConfig) -> AsyncIterator[Runtime]:
                 "notebook that opens a runtime)"
             )
         yield rt
-
-
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,3 +49,13 @@ async def join_running_bus(settings: LoomConfig) -> AsyncIterator[Runtime | None
 
 def load_project(config: Path | None) -> LoomConfig:
     return load_config(config)
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM: a long-running command's cue to stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,20 +32,11 @@ from ..ops.supervisor import CONTROL_TOPIC, LOGS_TOPIC, STATE_TOPIC, Supervisor
 from ..protocol import reserved
 from ..runtime import Runtime, open_runtime
 from ..tracing import export_loss
-from .project import join_running_bus, load_project
+from .project import join_running_bus, load_project, stop_event
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="The project's loom.toml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 NO_BUS = "no bus runs for this project: start the agents with `loom run` (or `loom bus`)"
-
-
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +85,7 @@ async def _run(
     settings: LoomConfig, group: str | None, only: list[str] | None, reload: bool = False
 ) -> None:
     console = Console(stderr=True)
-    stop = _stop_event()
+    stop = stop_event()
     async with open_runtime(settings) as rt:
         if not rt.embedded:  # joined a running bus: is this project already supervised?
             for state in await _states(rt, max(1.0, 2.5 * settings.runtime.heartbeat_interval)):
@@ -227,7 +217,7 @@ async def _status(settings: LoomConfig, watch: bool, as_json: bool, wait: float)
         pumps = [asyncio.get_running_loop().create_task(board.pump(sub)) for sub in subs]
         try:
             if watch:
-                stop = _stop_event()
+                stop = stop_event()
                 with Live(board.render(), refresh_per_second=2, console=Console()) as live:
                     while not stop.is_set():
                         with contextlib.suppress(TimeoutError):
@@ -408,7 +398,7 @@ async def _logs(settings: LoomConfig, agent: str | None, follow: bool, lines: in
                 Console(stderr=True).print(f"no log lines kept for {agent!r} yet")
         if sub is None:
             return
-        stop = _stop_event()
+        stop = stop_event()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 event = await sub.get(timeout=0.5)
@@ -483,7 +473,7 @@ async def _subscribe(settings: LoomConfig, pattern: str, count: int | None, as_j
     async with _joined(settings) as rt:
         sub = await rt.subscribe(pattern)
         Console(stderr=True).print(f"listening on {pattern} (Ctrl-C stops)")
-        stop = _stop_event()
+        stop = stop_event()
         seen = 0
         while not stop.is_set() and (count is None or seen < count):
             with contextlib.suppress(TimeoutError):

@@ -31,13 +31,9 @@ from typing import Any
 from ..agents.agent import Agent
 from ..agents.context import Context
 from ..agents.runner import AgentRunner, AgentStatistics
-from ..bus.connect import Connection, connect_bus, uses_nats
-from ..bus.nats.client import NatsClient
-from ..bus.nats.connection import NatsAddress
+from ..bus.connect import Address, Client, Connection, connect_bus, uses_nats
 from ..bus.transport import Subscription, Transport
-from ..bus.zeromq.address import BusAddress
 from ..bus.zeromq.broker import Broker
-from ..bus.zeromq.client import BusClient
 from ..capabilities.actions import ActionBroker
 from ..capabilities.llm import LLMProvider
 from ..capabilities.memory import Memory, MemoryStore
@@ -57,7 +53,7 @@ from ..security.guard import Access
 from ..tracing.collector import SpanCollector
 from ..tracing.middleware import tracing_middleware
 from ..tracing.recorder import SpanRecorder
-from ..tracing.store import SpanStore
+from ..tracing.store import SpanStore, open_span_store
 from ..tracing.tracer import NO_TRACER, Tracer
 from .eventlog import EventLogHost, endpoint_transport
 from .heartbeat import Heartbeat, beat
@@ -137,7 +133,7 @@ class Runtime:
     # -- the bus -----------------------------------------------------------------------
 
     @property
-    def client(self) -> BusClient | NatsClient:
+    def client(self) -> Client:
         """This process's transport (its connection to the bus)."""
         if self.connection is None:
             raise LoomError("the runtime is not open yet: use `rt = await open_runtime()`")
@@ -157,7 +153,7 @@ class Runtime:
         return self.connection.broker if self.connection is not None else None
 
     @property
-    def address(self) -> BusAddress | NatsAddress | None:
+    def address(self) -> Address | None:
         """The address other processes join this bus at."""
         return self.connection.address if self.connection is not None else None
 
@@ -394,15 +390,20 @@ class Runtime:
         settings = self.config.tracing
         if self._collector is not None or not (settings.enabled and settings.collect):
             return self._collector
-        self._collector = SpanCollector(self._new_span_store())
-        await self._collector.start(self.client)
+        collector = SpanCollector(open_span_store(self.config))
+        await collector.start(self.client)
+        self._collector = collector  # once it listens
+        return collector
+
+    @property
+    def span_collector(self) -> SpanCollector | None:
+        """The collector storing the bus's spans here, once it listens (see docs/scaling.md)."""
         return self._collector
 
     async def start_event_log(self) -> EventLogService | None:
-        """Record the events on this bus in ``[eventlog] path`` and answer durable
-        subscriptions and reliable publishers (done by the process that runs the bus,
-        when ``[eventlog] enabled`` and ``embedded`` are on). On NATS, JetStream's stream
-        is the log: nothing to start here."""
+        """Record the events on this bus in ``[eventlog] path`` and answer durable subscriptions
+        and reliable publishers (done by the process that runs the bus, when ``[eventlog]
+        enabled`` and ``embedded`` are on; on NATS, JetStream's stream is the log)."""
         if uses_nats(self.config.bus, self._bus_url):
             return None
         return await self._event_log.start(self.client)
@@ -425,20 +426,11 @@ class Runtime:
         if wait is not None:
             await wait(timeout)
 
-    def _new_span_store(self) -> SpanStore:
-        settings = self.config.tracing
-        return SpanStore(
-            self.config.project_path(settings.store_path),
-            retention_hours=settings.retention_hours,
-            max_spans=settings.store_max_spans,
-            max_mb=settings.store_max_mb,
-        )
-
     @property
     def span_store(self) -> SpanStore:
         """The project's span store (``[tracing] store_path``), for queries."""
         if self._span_store is None:
-            self._span_store = self._new_span_store()
+            self._span_store = open_span_store(self.config)
         return self._span_store
 
     @property

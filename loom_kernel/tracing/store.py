@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from ..config import LoomConfig
 from ..errors import LoomError
 from ..protocol.spans import Span, SpanEvent
 from .span_filters import (
@@ -49,7 +50,7 @@ from .span_filters import (
     epoch_ns,
 )
 
-__all__ = ["WAL_LIMIT", "SpanStore", "StoreStatistics", "TraceSummary"]
+__all__ = ["WAL_LIMIT", "SpanStore", "StoreStatistics", "TraceSummary", "open_span_store"]
 
 log = logging.getLogger("loom.tracing.store")
 _SCHEMA_VERSION = 2
@@ -556,3 +557,14 @@ def _by_agents(filters: TraceFilters, agent: str | None, agents: Collection[str]
         names = [check_text(name, "agents") for name in agents]
         marks = ", ".join("?" * len(names)) or "NULL"
         filters.where(f"trace_id IN (SELECT trace_id FROM spans WHERE agent IN ({marks}))", *names)
+
+
+def open_span_store(config: LoomConfig) -> SpanStore:
+    """The project's span store as ``[tracing]`` sets it: its path, age and size bounds."""
+    settings = config.tracing
+    return SpanStore(
+        config.project_path(settings.store_path),
+        retention_hours=settings.retention_hours,
+        max_spans=settings.store_max_spans,
+        max_mb=settings.store_max_mb,
+    )

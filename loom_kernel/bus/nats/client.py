@@ -23,12 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -42,6 +39,7 @@ from ..qos import make_mailbox
 from ..stamp import Stamp
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .codec import decode_message, encode_message
+from .options import NatsOptions
 from .subjects import pattern_subject
 
 __all__ = ["NatsClient", "NatsOptions"]
@@ -49,41 +47,6 @@ __all__ = ["NatsClient", "NatsOptions"]
 log = logging.getLogger("loom.client")
 _PENDING_LIMIT = 64 * 1024 * 1024  # bytes nats-py keeps while disconnected
 _SUB_PENDING = 500_000  # messages a subscription may hold before NATS counts a slow consumer
-
-
-@dataclass(frozen=True)
-class NatsOptions:
-    """How to reach and prove oneself to NATS (``[bus]``'s NATS settings)."""
-
-    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
-    credentials: Path | None = None  # a .creds file (JWT + NKEY seed)
-    nkey: Path | None = None  # an NKEY seed file
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-    def connect_options(self) -> dict[str, Any]:
-        """nats-py's ``connect`` keywords for these settings."""
-        options: dict[str, Any] = {"servers": list(self.servers)}
-        if self.credentials is not None:
-            options["user_credentials"] = str(self.credentials)
-        if self.nkey is not None:
-            options["nkeys_seed"] = str(self.nkey)
-        if self.token:
-            options["token"] = self.token
-        if self.user:
-            options["user"], options["password"] = self.user, self.password or ""
-        if self.tls_ca or self.tls_cert:
-            context = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
-            if self.tls_cert:
-                context.load_cert_chain(
-                    str(self.tls_cert), str(self.tls_key) if self.tls_key else None
-                )
-            options["tls"] = context
-        return options
 
 
 class _Group:
@@ -268,7 +231,7 @@ class NatsClient:
             )
         self.stamp.stamp(env)
         self._published += 1
-        if self._local and self.stamp.is_own(env.id):
+        if self._local:  # NATS echoes nothing back to this connection (no_echo): all here
             self._deliver_here(env)
 
     async def _write(self) -> None:

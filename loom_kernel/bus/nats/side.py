@@ -12,8 +12,8 @@ import json
 import socket
 from urllib.parse import urlsplit
 
-from .client import NatsOptions
 from .codec import ENVELOPE_HEADER, MSG_ID_HEADER
+from .options import NatsOptions
 
 __all__ = ["SidePublisher", "side_publisher"]
 

@@ -37,13 +37,14 @@ async def test_one_process_stores_the_spans_and_another_takes_over_when_it_ends(
     async with open_runtime(config) as other:
         try:
             assert first.connection.embedded and not other.connection.embedded
+            assert first.span_collector is not None and other.span_collector is None
             assert not first.embedded  # no broker: NATS is the broker
             await other.start(Answerer("answerer"))
             assert (await first.request("ask.one", 1, timeout=5)).data == 2
             await wait_until(lambda: stored(first, "ask.one"), timeout=10)
         finally:
             await first.aclose()
-        await wait_until(lambda: other.connection.embedded, timeout=10)
+        await wait_until(lambda: other.span_collector is not None, timeout=10)
         assert other.connection.takeovers == 1
         assert (await other.request("ask.two", 2, timeout=5)).data == 3
         await wait_until(lambda: stored(other, "ask.two"), timeout=10)

@@ -30,12 +30,25 @@ def bench(
     security: Annotated[
         bool, typer.Option("--security", help="Throughput on a CURVE bus beside a plain one.")
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="nats: Loom on local nats-servers beside Loom on ZeroMQ, raw nats-py beside "
+            "raw pyzmq, and JetStream's reliable delivery on 3 nodes (a leader killed)."
+        ),
+    ] = "zeromq",
 ) -> None:
     """Throughput (raw pyzmq vs Loom, across processes) and publish→handler latency;
     with --tools, tool-call round trips.
 
-    Examples: `loom bench --quick --json`, `loom bench --tools`, `loom bench --security`.
+    Examples: `loom bench --quick --json`, `loom bench --tools`, `loom bench --security`,
+    `loom bench --backend nats --quick`.
     """
+    if backend not in ("zeromq", "nats"):
+        raise LoomError(f"--backend {backend!r}: use zeromq or nats")
+    if backend == "nats":
+        _bench_nats(quick, count, duration, as_json)
+        return
     if tools:
         _bench_tools(calls if not quick else min(calls, 500), as_json)
         return
@@ -193,3 +206,51 @@ def _bench_security(count: int, as_json: bool) -> None:
     for name, eps, ratio in (("plain", plain, 1.0), ("curve", curve, result["ratio"])):
         table.add_row(name, f"{eps:,.0f}", f"{result[f'{name}_received']:,}", f"{ratio:.2f}")
     Console().print(table)
+
+
+def _bench_nats(quick: bool, count: int | None, duration: float | None, as_json: bool) -> None:
+    from ..ops.bench.nats import run_nats_bench
+
+    events = count or (50_000 if quick else 200_000)
+    seconds = duration if duration is not None else (3.0 if quick else 10.0)
+    reliable = 6_000 if quick else 20_000
+    if count is not None:  # a small run is small everywhere
+        reliable = min(reliable, max(count // 4, 1_000))
+    console = Console(stderr=True)
+    with console.status("starting nats-servers") as status:
+        result = run_nats_bench(
+            events, 1_000, seconds, reliable, lambda step: status.update(f"[bold]{step}")
+        )
+    if as_json:
+        print(json.dumps(result))
+        return
+    out = Console()
+    t = result["throughput"]
+    table = Table(title="Throughput across two processes (events/s)")
+    for column in ("", "raw client", "Loom → a handler", "Loom / raw"):
+        table.add_column(column, justify="right")
+    table.add_row("NATS", f"{t['raw_nats_py_eps']:,}", f"{t['loom_nats_eps']:,}",
+                  f"{t['nats_ratio_to_raw']:.1%}")  # fmt: skip
+    table.add_row("ZeroMQ", f"{t['raw_pyzmq_eps']:,}", f"{t['loom_zeromq_eps']:,}",
+                  f"{t['zeromq_ratio_to_raw']:.1%}")  # fmt: skip
+    out.print(table)
+    out.print(f"Loom on NATS / Loom on ZeroMQ: {t['nats_to_zeromq']:.2f}")
+    latency = Table(title="publish → handler latency (ms)")
+    for column in ("bus", "rate ev/s", "p50", "p99", "max", "sent", "received"):
+        latency.add_column(column, justify="right")
+    for name, row in result["latency"].items():
+        latency.add_row(name, f"{row['rate_eps']:,}", f"{row['p50_ms']:.3f}",
+                        f"{row['p99_ms']:.3f}", f"{row['max_ms']:.3f}", f"{row['sent']:,}",
+                        f"{row['received']:,}")  # fmt: skip
+    out.print(latency)
+    reliable_table = Table(title="JetStream, 3 nodes, replicas = 3 (reliable topic)")
+    for column in ("run", "events/s", "sent", "lost", "handled twice", "sent again"):
+        reliable_table.add_column(column, justify="right")
+    killed = result["leader_killed"]
+    for label, row in (
+        ("steady", result["reliable"]),
+        (f"leader {killed['killed']} killed", killed),
+    ):
+        reliable_table.add_row(label, f"{row['eps']:,}", f"{row['sent']:,}", str(row["lost"]),
+                               str(row["twice"]), f"{row['resent']:,}")  # fmt: skip
+    out.print(reliable_table)

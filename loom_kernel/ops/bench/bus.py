@@ -32,8 +32,8 @@ from ...security import BROKER, generate_keys
 
 __all__ = ["BenchPlan", "BenchResult", "measure_latency", "measure_loom", "measure_raw"]
 
-_BODY = b'{"symbol":"BTC-USDT","price":43123.51,"volume":0.125,"bid":43123.5,"ask":43123.6}'
-#: What every benchmark event carries (``_BODY``, as data).
+BENCH_BODY = b'{"symbol":"BTC-USDT","price":43123.51,"volume":0.125,"bid":43123.5,"ask":43123.6}'
+#: What every benchmark event carries (``BENCH_BODY``, as data).
 BENCH_DATA = {"symbol": "BTC-USDT", "price": 43123.51, "volume": 0.125, "bid": 43123.5,
               "ask": 43123.6}  # fmt: skip
 _IDLE_END = 1.0  # seconds without traffic after which a receiver stops waiting
@@ -107,7 +107,7 @@ def _raw_sender(port: int, count: int, ready: Any) -> None:
     send = pub.send
     for _ in range(count):
         send(topic, zmq.SNDMORE)
-        send(_BODY)
+        send(BENCH_BODY)
     pub.close(linger=10_000)
     ctx.term()
 
@@ -233,8 +233,15 @@ async def _loom_send(project: Path, count: int, rate: float) -> None:
 
 
 def _loom_round(
-    count: int, rate: float, *, traced: bool = False, secured: bool = False
+    count: int,
+    rate: float,
+    *,
+    traced: bool = False,
+    secured: bool = False,
+    settings: str | None = None,
 ) -> dict[str, Any]:
+    """One sender process and one receiver process on a bus; ``settings``, when given, is
+    the project's whole ``loom.toml`` (another backend: ``loom bench --backend nats``)."""
     spawn = mp.get_context("spawn")
     # Generous: the run itself, plus process start-up; a rate of 0 means "as fast as possible".
     patience = 120 + (count / rate if rate > 0 else count / 20_000)
@@ -252,7 +259,7 @@ def _loom_round(
             for name in (BROKER, "loom"):
                 generate_keys(project / ".loom" / "keys", name)
         (project / "loom.toml").write_text(
-            f'[bus]\nmode = "auto"\n{security}[tracing]\n{tracing}\n{acl}'
+            settings or f'[bus]\nmode = "auto"\n{security}[tracing]\n{tracing}\n{acl}'
         )
         ready, results = spawn.Event(), spawn.Queue()
         receiver = spawn.Process(target=loom_receiver, args=(folder, ready, results, count))
@@ -273,8 +280,10 @@ def _loom_round(
     return outcome
 
 
-def measure_loom(count: int, *, traced: bool = False, secured: bool = False) -> dict[str, float]:
-    outcome = _loom_round(count, 0, traced=traced, secured=secured)
+def measure_loom(
+    count: int, *, traced: bool = False, secured: bool = False, settings: str | None = None
+) -> dict[str, float]:
+    outcome = _loom_round(count, 0, traced=traced, secured=secured, settings=settings)
     seconds = max(outcome["seconds"], 1e-9)
     return {
         "received": outcome["received"],
@@ -284,11 +293,11 @@ def measure_loom(count: int, *, traced: bool = False, secured: bool = False) -> 
     }
 
 
-def measure_latency(rate: int, duration: float) -> dict[str, float]:
+def measure_latency(rate: int, duration: float, settings: str | None = None) -> dict[str, float]:
     from ...stats import percentile
 
     count = int(rate * duration)
-    outcome = _loom_round(count, rate)
+    outcome = _loom_round(count, rate, settings=settings)
     values = sorted(outcome["latencies"])
     return {
         "rate_eps": rate,

@@ -71,3 +71,20 @@ def test_bench_security_measures_a_curve_bus_beside_a_plain_one(project: Path) -
     report = json.loads(result.stdout)
     assert report["plain_received"] == report["curve_received"] == report["count"] == 3000
     assert report["ratio"] == pytest.approx(report["curve_eps"] / report["plain_eps"], abs=0.001)
+
+
+def test_bench_nats_measures_both_backends_and_a_leader_kill(project: Path) -> None:
+    result = bench(
+        project, "--backend", "nats", "--quick", "--count", "4000", "--duration", "0.5",
+        "--json", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    t = report["throughput"]
+    assert t["received"] == {"nats": 4000, "zeromq": 4000}
+    assert t["raw_nats_py_eps"] > 0 and t["raw_pyzmq_eps"] > 0
+    assert 0 < t["nats_ratio_to_raw"] and 0 < t["zeromq_ratio_to_raw"]
+    assert report["latency"]["nats"]["received"] == report["latency"]["nats"]["sent"]
+    for run in ("reliable", "leader_killed"):
+        assert report[run]["lost"] == 0 and report[run]["twice"] == 0, report[run]
+    assert report["leader_killed"]["killed"] in ("n0", "n1", "n2")

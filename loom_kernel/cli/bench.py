@@ -59,6 +59,10 @@ def bench(
         seconds = duration if duration is not None else (10.0 if quick else 30.0)
         _bench_demo(seconds, rate, as_json)
         return
+    _bench_bus(quick, count, duration, as_json)
+
+
+def _bench_bus(quick: bool, count: int | None, duration: float | None, as_json: bool) -> None:
     plan = BenchPlan.quick() if quick else BenchPlan()
     if count is not None:
         plan = BenchPlan(count=count, rates=plan.rates, duration=plan.duration)

@@ -15,7 +15,14 @@ from rich.table import Table
 
 from ..config import LoomConfig
 from ..errors import ConfigError, LoomError
-from ..ops.deploy import DeployOptions, is_pristine, plan_deployment, render, slug
+from ..ops.deploy import (
+    DeployOptions,
+    is_pristine,
+    nats_url_problem,
+    plan_deployment,
+    render,
+    slug,
+)
 from .project import load_project
 
 _LEXERS = {".yaml": "yaml", ".toml": "toml", "": "docker"}
@@ -38,13 +45,24 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite files edited since they were generated.")
     ] = False,
+    nats_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--nats-url",
+            help="On NATS: an external cluster's server (nats://host:4222), repeatable or "
+            "comma-separated; no NATS server is generated. Default: \\[bus] servers when they "
+            "name another host, else a NATS server of the deployment's own.",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="The project's loom.toml.")] = None,
 ) -> None:
     """Package the project to run elsewhere: a Dockerfile, compose.yaml and k8s/ manifests,
-    generated from loom.toml (the broker, one process per agent group, the studio).
+    generated from loom.toml (the bus: Loom's broker or NATS; one process per agent group;
+    the studio).
 
     Examples: `loom deploy --dry-run`, `loom deploy --image registry.example.com/shop:1.2`,
-    then `docker compose -f deploy/compose.yaml up --build` or `kubectl apply -k deploy/k8s`.
+    `loom deploy --nats-url nats://nats.internal:4222`, then
+    `docker compose -f deploy/compose.yaml up --build` or `kubectl apply -k deploy/k8s`.
     """
     settings = load_project(config)
     if settings.path is None:
@@ -58,11 +76,23 @@ def deploy(
             param_hint="--namespace",
         )
     target = (out or settings.project_dir / "deploy").resolve()
-    options, notes = _options(settings, target, image, namespace)
+    options, notes = _options(settings, target, image, namespace, _nats_urls(nats_url or []))
     files = render(settings, options)
     console = Console(stderr=True)
-    for note in (*notes, *plan_deployment(settings).warnings):
+    for note in (*notes, *plan_deployment(settings, options.nats_urls).warnings):
         console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+    states = _write(files, target, console, force=force, dry_run=dry_run)
+    _report(files, states, target, dry_run=dry_run, show=show)
+
+
+def _write(
+    files: dict[str, str], target: Path, console: Console, *, force: bool, dry_run: bool
+) -> dict[str, str]:
+    """Write the files that changed (none on a dry run) and return every file's state.
+
+    Raises:
+        LoomError: a file was edited since it was generated, without ``force``.
+    """
     states = {path: _state(target / path, text) for path, text in files.items()}
     edited = [path for path, state in states.items() if state == "edited"]
     if edited and not force:
@@ -78,11 +108,25 @@ def deploy(
             if states[path] != "unchanged":
                 (target / path).parent.mkdir(parents=True, exist_ok=True)
                 (target / path).write_text(text, encoding="utf-8")
-    _report(files, states, target, dry_run=dry_run, show=show)
+    return states
+
+
+def _nats_urls(values: list[str]) -> tuple[str, ...]:
+    """``--nats-url`` values, repeated or comma-separated, each a NATS server URL."""
+    urls = tuple(url.strip() for value in values for url in value.split(",") if url.strip())
+    for url in urls:
+        problem = nats_url_problem(url)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="--nats-url")
+    return urls
 
 
 def _options(
-    settings: LoomConfig, target: Path, image: str | None, namespace: str | None
+    settings: LoomConfig,
+    target: Path,
+    image: str | None,
+    namespace: str | None,
+    nats_urls: tuple[str, ...] = (),
 ) -> tuple[DeployOptions, list[str]]:
     """Names and paths, read from the project folder and where the files go."""
     project_dir = settings.project_dir.resolve()
@@ -108,6 +152,7 @@ def _options(
         ignore=(out_in_project,) if out_in_project not in (None, ".") else (),
         requirements=(project_dir / "requirements.txt").is_file(),
         loom_spec=spec,
+        nats_urls=nats_urls,
     )
     return options, notes
 

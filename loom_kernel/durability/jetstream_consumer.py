@@ -33,7 +33,7 @@ __all__ = ["HandledSequences", "JetStreamMailbox", "JetStreamStatistics", "fetch
 log = logging.getLogger("loom.eventlog")
 _REMEMBERED = 100_000  # stream sequence numbers handled, kept in memory for dedup
 _RING = 256  # of which the journal keeps the newest (a kill's window is one or two)
-_FETCH = 256  # messages per fetch
+_FETCH = 1000  # messages per fetch
 _ROOM = 2 * _FETCH  # the fetch task waits while the mailbox holds this many
 
 
@@ -83,6 +83,7 @@ class JetStreamMailbox(Mailbox):
         self.room = asyncio.Event()
         self.room.set()
         self._current: tuple[Envelope, Any, int] | None = None
+        self._acks = _Acks()
 
     @property
     def closed(self) -> bool:
@@ -107,7 +108,7 @@ class JetStreamMailbox(Mailbox):
                 self.room.set()
             if seq in self.handled:  # delivered again after its handler had finished
                 self.duplicates += 1
-                _ack(msg)
+                self._acks.add(msg)
                 continue
             self._current = (env, msg, seq)
             return env
@@ -121,7 +122,7 @@ class JetStreamMailbox(Mailbox):
         if current is not None:
             _, msg, seq = current
             self.handled.add(seq)
-            _ack(msg)
+            self._acks.add(msg)
             self.acked += 1
 
     def close(self) -> None:
@@ -136,15 +137,27 @@ class JetStreamMailbox(Mailbox):
         )  # fmt: skip
 
 
-def _ack(msg: Any) -> None:
-    """Acknowledge without waiting (nats-py queues it; sent with the next flush)."""
-    task = asyncio.get_running_loop().create_task(msg.ack())
-    task.add_done_callback(_quiet)
+class _Acks:
+    """Acknowledgements waiting to leave: one task sends every ack queued in a turn of the
+    loop (a task per ack would cost more than the ack itself)."""
 
+    def __init__(self) -> None:
+        self.waiting: list[Any] = []
+        self.task: asyncio.Task[None] | None = None
 
-def _quiet(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:  # the consumer will redeliver
-        log.debug("an ack was not sent: %s", task.exception())
+    def add(self, msg: Any) -> None:
+        self.waiting.append(msg)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            for msg in batch:
+                try:
+                    await msg.ack()
+                except Exception as exc:  # the consumer will deliver it again: dedup then
+                    log.debug("an ack was not sent: %s", exc)
 
 
 async def fetch_into(pull: Any, mailbox: JetStreamMailbox, retry: float = 0.5) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layout import APP_DIR, BUS_PORT, DATA_DIR, STUDIO_PORT, UID, security_note
+from .layout import APP_DIR, BUS_PORT, DATA_DIR, NATS_FILES_DIR, STUDIO_PORT, UID, security_note
 from .plan import DeployOptions
 from .serialize import comment
 from .stamp import stamped
@@ -10,8 +10,9 @@ from .stamp import stamped
 __all__ = ["dockerfile", "dockerignore"]
 
 
-def dockerfile(options: DeployOptions, *, secured: bool = False) -> str:
-    """The image: Loom, the project's requirements and code, run as a non-root user."""
+def dockerfile(options: DeployOptions, *, secured: bool = False, nats: bool = False) -> str:
+    """The image: Loom, the project's requirements and code, run as a non-root user
+    (``nats``: the bus is NATS, which runs elsewhere; the image serves the studio only)."""
     requirements = (
         "# The project's own dependencies (its requirements.txt), in their own layer.\n"
         "COPY requirements.txt /tmp/requirements.txt\n"
@@ -23,6 +24,12 @@ def dockerfile(options: DeployOptions, *, secured: bool = False) -> str:
         f"# {BUS_PORT}-{BUS_PORT + 1}: the bus (publish, subscribe); {STUDIO_PORT}: the studio.\n"
         f"{comment(security_note(secured))}EXPOSE {BUS_PORT} {BUS_PORT + 1} {STUDIO_PORT}\n"
     )
+    if nats:
+        ports = (
+            f"# {STUDIO_PORT}: the studio. The bus is NATS, which runs apart from this image;\n"
+            f"# its credentials and TLS files are mounted at {NATS_FILES_DIR}, never copied in.\n"
+            f"EXPOSE {STUDIO_PORT}\n"
+        )
     return stamped(
         f"# The image of {options.project}: Loom and the project's code. Every service runs it\n"
         "# with another `loom` command (compose.yaml, k8s/). Build it from the project folder.\n"
@@ -50,8 +57,11 @@ def dockerfile(options: DeployOptions, *, secured: bool = False) -> str:
     )
 
 
-def dockerignore(options: DeployOptions, *, keys: str | None = None) -> str:
-    """What the image leaves out (``keys``: the bus's keys folder, a secret too). BuildKit
+def dockerignore(
+    options: DeployOptions, *, keys: str | None = None, files: tuple[str, ...] = ()
+) -> str:
+    """What the image leaves out (``keys``: the bus's keys folder, and ``files``: NATS's
+    credentials and TLS files, secrets too). BuildKit
     reads ``<Dockerfile>.dockerignore`` next to the Dockerfile: a ``.dockerignore`` here
     would not apply to the project-folder context."""
     patterns = [
@@ -67,6 +77,7 @@ def dockerignore(options: DeployOptions, *, keys: str | None = None) -> str:
         ".env.*",
         *options.ignore,
         *([keys.strip("/").removeprefix("./")] if keys and not keys.startswith("/") else []),
+        *(path.removeprefix("./") for path in files if not path.startswith("/")),
     ]
     return stamped(
         "# Kept out of the image: local state, environments, caches, secrets and the\n"

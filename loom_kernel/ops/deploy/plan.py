@@ -1,28 +1,37 @@
-"""The plan of a deployment: the process groups, secret variables and warnings a
+"""The plan of a deployment: the process groups, secret variables, bus and warnings a
 project's ``loom.toml`` asks for, and the options that name the generated files."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ..._bus_config import NATS_SCHEMES
+from ...bus.connect import uses_nats
+
 # One definition of a `${VAR}` reference: the one MCP servers expand at start.
 from ...config import ENV_REFERENCE, LoomConfig
 from ...errors import ConfigError
+from .layout import NATS_FILES, NATS_REPLICAS, NATS_URL, nats_note, security_note
 
 __all__ = [
     "RESERVED",
     "DeployOptions",
     "Group",
+    "Nats",
     "Plan",
     "Restart",
+    "nats_plan",
+    "nats_url_problem",
     "plan_deployment",
     "slug",
 ]
 
 RESERVED = ("bus", "studio")  # the services every deployment has
+NATS_SERVICE = "nats"  # the NATS server's service, when the deployment runs one
 
 Restart = Literal["on-failure", "always", "never"]
 _PERSISTENCE: dict[str, int] = {"never": 0, "on-failure": 1, "always": 2}
@@ -41,6 +50,17 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Nats:
+    """The bus of a project on NATS: where every process connects, and what of the
+    security ``[bus]`` asks for the deployment passes on (never a value)."""
+
+    servers: tuple[str, ...]  # every process's [bus] servers
+    external: bool  # a cluster outside the deployment: no NATS server is generated
+    files: tuple[tuple[str, str], ...] = ()  # ([bus] setting, the file as loom.toml names it)
+    secrets: tuple[str, ...] = ()  # $LOOM_NATS_PASSWORD or $LOOM_NATS_TOKEN: names only
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a ``loom.toml`` asks of a deployment."""
 
@@ -48,6 +68,29 @@ class Plan:
     secrets: tuple[str, ...]  # environment variables holding keys: names only, never values
     warnings: tuple[str, ...] = ()
     keys: str | None = None  # [bus] keys when the bus is CURVE-secured, else None
+    nats: Nats | None = None  # the bus when the project is on NATS, else None (ZeroMQ)
+
+    @property
+    def runs_nats(self) -> bool:
+        """True when the deployment runs its own NATS server (no external cluster)."""
+        return self.nats is not None and not self.nats.external
+
+    @property
+    def bus_secrets(self) -> tuple[str, ...]:
+        """The variables every process that joins the bus needs (NATS's password or token)."""
+        return self.nats.secrets if self.nats is not None else ()
+
+    @property
+    def all_secrets(self) -> tuple[str, ...]:
+        """Every variable the deployment passes on: the agents' keys and the bus's."""
+        return tuple(sorted({*self.secrets, *self.bus_secrets}))
+
+    @property
+    def bus_note(self) -> str:
+        """What the generated files say about the bus's security."""
+        if self.nats is not None:
+            return nats_note(self.nats.external)
+        return security_note(self.keys is not None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +105,7 @@ class DeployOptions:
     project: str
     image: str
     namespace: str | None = None
+    nats_urls: tuple[str, ...] = ()  # `--nats-url`: an external NATS cluster
     context: str = ".."
     dockerfile: str = "deploy/Dockerfile"
     ignore: tuple[str, ...] = ("deploy",)
@@ -81,12 +125,14 @@ def slug(text: str) -> str:
 # -- the plan --------------------------------------------------------------------------
 
 
-def plan_deployment(config: LoomConfig) -> Plan:
-    """The process groups, secret variables and warnings of a project.
+def plan_deployment(config: LoomConfig, nats_urls: Sequence[str] = ()) -> Plan:
+    """The process groups, secret variables, bus and warnings of a project (``nats_urls``:
+    an external NATS cluster every process joins, for a project on NATS).
 
     Raises:
         ConfigError: no enabled agent, an agent without a valid ``module``, a key written
-            in ``[llm.*] api_key``, or group names that clash once made Kubernetes names.
+            in ``[llm.*] api_key``, group names that clash once made Kubernetes names, or
+            ``nats_urls`` that are not NATS URLs or for a project on ZeroMQ.
     """
     file = str(config.path) if config.path else None
     enabled = {name: agent for name, agent in config.agents.items() if agent.enabled}
@@ -109,8 +155,18 @@ def plan_deployment(config: LoomConfig) -> Plan:
             )
         members.setdefault(agent.group or name, []).append(name)
     groups = tuple(_group(config, name, agents, file) for name, agents in members.items())
+    nats = nats_plan(config, nats_urls)
+    runs_nats = nats is not None and not nats.external
+    _check_names(groups, (*RESERVED, NATS_SERVICE) if runs_nats else RESERVED, file)
+    keys = config.bus.keys if config.bus.security == "curve" else None
+    warnings = (*_warnings(config), *_nats_warnings(config, nats))
+    return Plan(groups, _secrets(config, file), warnings, keys, nats)
+
+
+def _check_names(groups: tuple[Group, ...], reserved: tuple[str, ...], file: str | None) -> None:
+    """Refuse a group named as a service every deployment has, or as another group."""
     for group in groups:
-        if group.service in RESERVED:
+        if group.service in reserved:
             raise ConfigError(
                 f"group {group.name!r} would be named {group.service!r}, the name of the "
                 f"{group.service}'s service: rename the group ([agents.*] group, or the agent)",
@@ -123,8 +179,6 @@ def plan_deployment(config: LoomConfig) -> Plan:
                 f"{group.service!r} (Compose and Kubernetes names): rename one",
                 path=file,
             )
-    keys = config.bus.keys if config.bus.security == "curve" else None
-    return Plan(groups, _secrets(config, file), _warnings(config), keys)
 
 
 def _group(config: LoomConfig, name: str, agents: list[str], file: str | None) -> Group:
@@ -185,3 +239,93 @@ def _warnings(config: LoomConfig) -> tuple[str, ...]:
         if server.url and urlsplit(server.url).hostname in _LOCAL_HOSTS:
             notes.append(f"[mcp.{name}] url {server.url!r} is localhost in a container")
     return tuple(notes)
+
+
+# -- the bus on NATS -------------------------------------------------------------------
+
+
+def nats_url_problem(url: str) -> str | None:
+    """What is wrong with a NATS server URL for a deployment, or None when it is fine."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in NATS_SCHEMES or not parts.hostname:
+        return f"{url!r} is not a NATS server: write nats://host:4222 or tls://host:4222"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"{url!r} holds a user or password, which would be copied into the deployment's "
+            "configuration: use [bus] user and $LOOM_NATS_PASSWORD (or credentials, nkey)"
+        )
+    return None
+
+
+def nats_plan(config: LoomConfig, urls: Sequence[str] = ()) -> Nats | None:
+    """The NATS side of a deployment, None for a project on ZeroMQ.
+
+    ``urls`` (``loom deploy --nats-url``) name an external cluster; so do ``[bus] servers``
+    (or a ``nats://`` ``[bus] url``) naming a host other than this machine. Otherwise the
+    deployment runs NATS itself, as the service ``nats``.
+
+    Raises:
+        ConfigError: ``urls`` for a project on ZeroMQ, or one that is not a NATS URL.
+    """
+    file = str(config.path) if config.path else None
+    bus = config.bus
+    if not uses_nats(bus):
+        if urls:
+            raise ConfigError(
+                "--nats-url is for a project on NATS, and this project's bus is Loom's ZeroMQ "
+                'broker: set [bus] backend = "nats" first (docs/deploy.md)',
+                path=file,
+            )
+        return None
+    for url in urls:
+        problem = nats_url_problem(url)
+        if problem is not None:
+            raise ConfigError(f"--nats-url {problem}", path=file)
+    named = (bus.url,) if bus.url else tuple(bus.servers)
+    external = bool(urls) or any(urlsplit(url).hostname not in _LOCAL_HOSTS for url in named)
+    servers = tuple(urls) or (named if external else (NATS_URL,))
+    files = tuple((name, getattr(bus, name)) for name in NATS_FILES if getattr(bus, name))
+    if bus.user:
+        secrets: tuple[str, ...] = ("LOOM_NATS_PASSWORD",)
+    elif external and not (bus.credentials or bus.nkey):
+        secrets = ("LOOM_NATS_TOKEN",)  # the one way left for a cluster that wants one
+    else:
+        secrets = ()
+    return Nats(servers, external, files, secrets)
+
+
+def _nats_warnings(config: LoomConfig, nats: Nats | None) -> list[str]:
+    if nats is None:
+        return []
+    notes = [
+        f"[bus] servers: {url!r} is localhost in a container"
+        for url in nats.servers
+        if urlsplit(url).hostname in _LOCAL_HOSTS
+    ]
+    if nats.external:
+        return notes
+    tls = [name for name in ("tls_ca", "tls_cert", "tls_key") if getattr(config.bus, name)]
+    if tls:
+        notes.append(
+            f"[bus] {', '.join(tls)}: the NATS server loom deploy generates has no TLS; "
+            "configure it in compose.yaml and k8s/nats.yaml, or run NATS yourself and pass "
+            "--nats-url"
+        )
+    replicas, stream = config.bus.stream_replicas, config.bus.stream
+    if config.eventlog.enabled and replicas > NATS_REPLICAS:
+        notes.append(
+            f"[bus] stream_replicas = {replicas}: the NATS StatefulSet (k8s/nats.yaml) runs "
+            f"{NATS_REPLICAS} servers, so JetStream cannot keep {replicas} copies of stream "
+            f"{stream!r}: lower it to {NATS_REPLICAS} at most, or raise the StatefulSet's "
+            "replicas and routes"
+        )
+    if config.eventlog.enabled and replicas > 1:
+        notes.append(
+            f"[bus] stream_replicas = {replicas}: compose.yaml runs one NATS server, which "
+            f"keeps one copy: stream {stream!r} cannot be set up there (use 1 under Compose)"
+        )
+    return notes

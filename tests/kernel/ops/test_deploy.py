@@ -10,7 +10,9 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from loom_kernel import open_runtime
+from loom_kernel.bus.connect import uses_nats
+from loom_kernel.bus.nats.server import LocalCluster, nats_server_binary
 from loom_kernel.cli.app import app
 from loom_kernel.config import LoomConfig, load_config, parse_config
-from loom_kernel.errors import ConfigError, LoomError
+from loom_kernel.errors import BusError, ConfigError, LoomError
 from loom_kernel.ops.deploy import (
     DeployOptions,
     is_pristine,
@@ -33,6 +37,9 @@ from loom_kernel.ops.deploy import (
     to_yaml,
 )
 from tests.conftest import PYTHON, free_port, python_env
+from tests.support.nats import nats_server
+
+__all__ = ["nats_server"]  # a fixture
 
 PROJECT_TOML = """\
 [runtime]
@@ -548,6 +555,305 @@ def test_kubectl_kustomize_builds_the_manifests(tmp_path: Path, security: str) -
     assert len(built) == len(manifests(generate(text)))
 
 
+# -- NATS --------------------------------------------------------------------------------
+
+NATS_TOML = '[bus]\nbackend = "nats"\n' + PROJECT_TOML
+EXTERNAL = ("nats://nats-a.internal:4222", "tls://nats-b.internal:4222")
+
+
+def loom_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run the image (every one but NATS's)."""
+    return {name: s for name, s in compose["services"].items() if "build" in s}
+
+
+def test_a_nats_project_runs_a_nats_service_instead_of_the_broker() -> None:
+    files = generate(NATS_TOML)
+    compose = yaml.safe_load(files["compose.yaml"])
+    services = compose["services"]
+    assert list(services) == ["nats", "ingest", "planner", "risk-check", "studio"]
+    nats = services["nats"]
+    assert nats["image"] == "nats:2.11-alpine"
+    assert nats["command"] == ["-js", "-sd", "/data", "-m", "8222"]
+    assert nats["volumes"] == ["nats-data:/data"]
+    assert nats["ports"] == ["127.0.0.1:4222:4222"]
+    assert nats["healthcheck"]["test"][-1] == "http://127.0.0.1:8222/healthz"
+    assert compose["volumes"] == {"loom-data": {}, "nats-data": {}}
+    for name, service in loom_services(compose).items():
+        assert service["depends_on"] == {"nats": {"condition": "service_healthy"}}, name
+        assert service["environment"]["LOOM_CONFIG"] == "/app/loom.deploy.toml"
+    # the groups read loom.deploy.toml, the studio its own copy, at the same path
+    assert services["ingest"]["volumes"][0] == "./loom.deploy.toml:/app/loom.deploy.toml:ro"
+    assert services["studio"]["volumes"][0] == "./loom.studio.toml:/app/loom.deploy.toml:ro"
+    assert "EXPOSE 5006\n" in files["Dockerfile"] and "7355" not in files["Dockerfile"]
+    assert "whoever reaches port 4222" in files["compose.yaml"]
+
+
+def test_every_process_of_a_nats_project_joins_the_nats_service() -> None:
+    files = generate(NATS_TOML.replace('backend = "nats"', 'url = "nats://127.0.0.1:4222"'))
+    deployed = parse_config(tomllib.loads(files["loom.deploy.toml"]))
+    studio = parse_config(tomllib.loads(files["loom.studio.toml"]))
+    for copy in (deployed, studio):
+        assert copy.bus.url is None  # a URL would win over the servers
+        assert (copy.bus.backend, copy.bus.servers) == ("nats", ["nats://nats:4222"])
+        assert uses_nats(copy.bus)
+        assert copy.tracing.store_path == "/var/lib/loom/traces.db"
+    # the studio alone stores the spans (it takes the host lock); the groups only join
+    assert (deployed.bus.mode, studio.bus.mode) == ("connect", "auto")
+    assert deployed.agents == studio.agents == config_of(PROJECT_TOML).agents
+    assert "tcp://bus:7355" not in "".join(files.values())
+
+
+def test_a_nats_project_gets_a_nats_statefulset_on_kubernetes() -> None:
+    files = generate(NATS_TOML, namespace="trading")
+    assert "k8s/bus.yaml" not in files
+    assert set(of_kind(files, "Deployment")) == {"studio", *GROUPS}
+    assert set(of_kind(files, "Service")) == {"nats", "nats-headless", "studio"}
+    (nats,) = of_kind(files, "StatefulSet").values()
+    spec = nats["spec"]
+    assert (nats["metadata"]["name"], spec["replicas"]) == ("nats", 3)
+    assert spec["serviceName"] == "nats-headless"
+    assert spec["podManagementPolicy"] == "Parallel"
+    [claim] = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "nats:2.11-alpine"
+    assert container["args"] == ["--config", "/etc/nats/nats.conf"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/nats", "/data"}
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    [config] = [v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v]
+    conf = of_kind(files, "ConfigMap")[config]["data"]["nats.conf"]
+    for index in range(3):
+        assert f"nats://nats-{index}.nats-headless.trading.svc:6222" in conf
+    assert "jetstream {\n  store_dir: /data\n}" in conf
+    assert "server_name: $SERVER_NAME" in conf
+    # the Services select the StatefulSet's pods; the headless one for the routes
+    services = of_kind(files, "Service")
+    labels = spec["template"]["metadata"]["labels"]
+    for name in ("nats", "nats-headless"):
+        assert services[name]["spec"]["selector"].items() <= labels.items(), name
+    assert [p["port"] for p in services["nats"]["spec"]["ports"]] == [4222]
+    headless = services["nats-headless"]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert [p["port"] for p in headless["ports"]] == [4222, 6222, 8222]
+
+
+def test_on_nats_the_pods_wait_for_nats_and_gather_on_the_studios_node() -> None:
+    files = generate(NATS_TOML)
+    deployments = of_kind(files, "Deployment")
+    studio = deployments["studio"]["spec"]["template"]["spec"]
+    assert "affinity" not in studio
+    [mount] = [m for m in studio["containers"][0]["volumeMounts"] if m["name"] == "config"]
+    assert mount["subPath"] == "loom.studio.toml"
+    config_map = of_kind(files, "ConfigMap")["shop-config"]["data"]
+    assert config_map == {
+        "loom.toml": files["loom.deploy.toml"],
+        "loom.studio.toml": files["loom.studio.toml"],
+    }
+    for name in GROUPS:
+        pod = deployments[name]["spec"]["template"]["spec"]
+        affinity = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        selector = deployments["studio"]["spec"]["selector"]["matchLabels"]
+        assert affinity[0]["labelSelector"]["matchLabels"] == selector
+    for name, deployment in deployments.items():
+        [init] = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert "('nats', 4222)" in init["command"][-1], name
+
+
+def test_nats_url_names_an_external_cluster_and_generates_no_nats() -> None:
+    files = generate(NATS_TOML, nats_urls=EXTERNAL)
+    compose = yaml.safe_load(files["compose.yaml"])
+    assert list(compose["services"]) == ["ingest", "planner", "risk-check", "studio"]
+    assert compose["volumes"] == {"loom-data": {}}
+    assert all("depends_on" not in s for s in compose["services"].values())
+    assert "k8s/nats.yaml" not in files
+    assert {m["kind"] for m in manifests(files)} == {
+        "Namespace",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+    }
+    assert set(of_kind(files, "Service")) == {"studio"}
+    for deployment in of_kind(files, "Deployment").values():
+        assert "initContainers" not in deployment["spec"]["template"]["spec"]
+    for name in ("loom.deploy.toml", "loom.studio.toml"):
+        deployed = parse_config(tomllib.loads(files[name]))
+        assert deployed.bus.servers == list(EXTERNAL), name
+    assert "nats://nats:4222" not in "".join(files.values())
+    assert "a NATS cluster outside this deployment" in files["loom.deploy.toml"]
+
+
+def test_servers_on_another_host_are_an_external_cluster() -> None:
+    servers = (
+        '[bus]\nbackend = "nats"\nservers = ["nats://10.0.0.5:4222", "nats://localhost:4222"]\n'
+    )
+    plan = plan_deployment(config_of(servers + PROJECT_TOML))
+    assert plan.nats is not None and plan.nats.external
+    assert plan.nats.servers == ("nats://10.0.0.5:4222", "nats://localhost:4222")  # kept
+    assert plan.warnings == ("[bus] servers: 'nats://localhost:4222' is localhost in a container",)
+    files = generate(servers + PROJECT_TOML)
+    assert "nats" not in yaml.safe_load(files["compose.yaml"])["services"]
+    assert "k8s/nats.yaml" not in files
+    url = plan_deployment(config_of('[bus]\nurl = "tls://nats.internal:4222"\n' + PROJECT_TOML))
+    assert url.nats is not None and url.nats.servers == ("tls://nats.internal:4222",)
+    local = plan_deployment(config_of(NATS_TOML))
+    assert local.nats is not None and not local.nats.external
+    assert local.nats.servers == ("nats://nats:4222",)
+
+
+def test_stream_replicas_beyond_the_statefulsets_servers_are_warned_about() -> None:
+    def warnings(replicas: int, urls: tuple[str, ...] = ()) -> str:
+        bus = f'[bus]\nbackend = "nats"\nstream_replicas = {replicas}\n'
+        text = bus + "[eventlog]\nenabled = true\n" + PROJECT_TOML
+        return "\n".join(plan_deployment(config_of(text), urls).warnings)
+
+    assert "runs 3 servers, so JetStream cannot keep 5 copies of stream 'LOOM'" in warnings(5)
+    assert "k8s/nats.yaml" not in warnings(3)
+    assert "compose.yaml runs one NATS server" in warnings(3)  # Compose runs one
+    assert warnings(1) == ""
+    assert warnings(5, EXTERNAL) == ""  # a cluster of its own size
+
+
+def test_nats_files_and_password_are_mounted_never_in_the_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOM_NATS_PASSWORD", "secret-value-of-the-password")
+    bus = (
+        '[bus]\nbackend = "nats"\nuser = "loom"\ncredentials = "secrets/loom.creds"\n'
+        'tls_ca = "certs/ca.pem"\ntls_cert = "/etc/pki/loom.pem"\n'
+    )
+    files = generate(bus + PROJECT_TOML, nats_urls=EXTERNAL)
+    assert all("secret-value-of" not in text for text in files.values())
+    ignored = files["Dockerfile.dockerignore"].splitlines()
+    assert "secrets/loom.creds" in ignored and "certs/ca.pem" in ignored
+    deployed = parse_config(tomllib.loads(files["loom.deploy.toml"]))
+    assert deployed.bus.credentials == "/run/loom-nats/nats.creds"
+    assert deployed.bus.tls_ca == "/run/loom-nats/ca.pem"
+    assert deployed.bus.tls_cert == "/run/loom-nats/cert.pem"
+    # Compose: read-only mounts of the project's files; the password by reference
+    compose = yaml.safe_load(files["compose.yaml"])
+    for name, service in loom_services(compose).items():
+        assert "../secrets/loom.creds:/run/loom-nats/nats.creds:ro" in service["volumes"], name
+        assert "/etc/pki/loom.pem:/run/loom-nats/cert.pem:ro" in service["volumes"], name
+        assert service["environment"]["LOOM_NATS_PASSWORD"] == "${LOOM_NATS_PASSWORD}", name
+    assert "LOOM_NATS_PASSWORD=" in files[".env.example"].splitlines()
+    # Kubernetes: a Secret the operator creates, mounted read-only in every pod
+    for name, deployment in of_kind(files, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "nats-files"]
+        assert volume["secret"] == {"secretName": "shop-nats", "defaultMode": 0o440}, name
+        container = pod["containers"][0]
+        assert {"name": "nats-files", "mountPath": "/run/loom-nats", "readOnly": True} in (
+            container["volumeMounts"]
+        )
+        env = {e["name"]: e for e in container["env"]}
+        assert env["LOOM_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "shop-secrets"
+    help_text = files["k8s/kustomization.yaml"]
+    assert "kubectl create secret generic shop-nats --namespace shop" in help_text
+    assert "--from-file=nats.creds=secrets/loom.creds" in help_text
+    (secret,) = documents(files["k8s/secrets.example.yaml"])
+    assert "LOOM_NATS_PASSWORD" in secret["stringData"]
+
+
+def test_an_external_cluster_without_credentials_may_take_a_token() -> None:
+    plan = plan_deployment(config_of(NATS_TOML), EXTERNAL)
+    assert plan.nats is not None and plan.nats.secrets == ("LOOM_NATS_TOKEN",)
+    own = plan_deployment(config_of(NATS_TOML)).nats  # its own server: no authentication
+    assert own is not None and own.secrets == ()
+    files = generate(NATS_TOML, nats_urls=EXTERNAL)
+    studio = yaml.safe_load(files["compose.yaml"])["services"]["studio"]
+    assert studio["environment"]["LOOM_NATS_TOKEN"] == "${LOOM_NATS_TOKEN}"
+
+
+def test_nats_urls_are_checked_and_refused_for_a_zeromq_project() -> None:
+    with pytest.raises(ConfigError, match=r"--nats-url is for a project on NATS"):
+        plan_deployment(config_of(PROJECT_TOML), EXTERNAL)
+    with pytest.raises(ConfigError, match="is not a NATS server"):
+        plan_deployment(config_of(NATS_TOML), ("http://nats:4222",))
+    with pytest.raises(ConfigError, match="holds a user or password"):
+        plan_deployment(config_of(NATS_TOML), ("nats://loom:pw@nats:4222",))
+
+
+def test_a_group_named_nats_is_refused_when_the_deployment_runs_nats() -> None:
+    text = '[agents.a]\nmodule = "a:A"\ngroup = "NATS"\n'
+    with pytest.raises(ConfigError, match="group 'NATS' would be named 'nats'"):
+        plan_deployment(config_of('[bus]\nbackend = "nats"\n' + text))
+    assert plan_deployment(config_of(text)).groups[0].service == "nats"  # ZeroMQ: no clash
+    assert plan_deployment(config_of('[bus]\nbackend = "nats"\n' + text), EXTERNAL).groups
+
+
+def test_a_zeromq_project_names_no_nats() -> None:
+    files = generate()
+    assert not any("nats" in text.lower() for text in files.values())
+    assert "loom.studio.toml" not in files
+
+
+def _nats_binary() -> str | None:
+    try:
+        return nats_server_binary()
+    except BusError:
+        return None
+
+
+@pytest.mark.skipif(_nats_binary() is None, reason="no nats-server here")
+def test_nats_server_accepts_the_generated_configuration(tmp_path: Path) -> None:
+    files = generate(NATS_TOML)
+    conf = tmp_path / "nats.conf"
+    conf.write_text(documents(files["k8s/nats.yaml"])[0]["data"]["nats.conf"])
+    binary = str(_nats_binary())
+    checked = subprocess.run(
+        [binary, "-t", "-c", str(conf)],
+        env={"SERVER_NAME": "nats-0"},  # as the StatefulSet sets it, from the pod's name
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    # the Compose service's flags, and the monitor its health check asks
+    command = yaml.safe_load(files["compose.yaml"])["services"]["nats"]["command"]
+    port, monitor = free_port(), free_port()
+    command = [binary, *command, "-p", str(port)]
+    command = [str(monitor) if arg == "8222" else arg for arg in command]
+    command = [str(tmp_path / "data") if arg == "/data" else arg for arg in command]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "nats-server never answered /healthz"
+                time.sleep(0.1)
+        assert (tmp_path / "data" / "jetstream").is_dir()  # -sd: JetStream's store
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl here")
+@pytest.mark.parametrize("urls", [(), EXTERNAL])
+def test_kubectl_kustomize_builds_the_nats_manifests(tmp_path: Path, urls: tuple[str, ...]) -> None:
+    files = generate(
+        NATS_TOML.replace("[bus]\n", '[bus]\ncredentials = "x.creds"\n'), nats_urls=urls
+    )
+    for path, content in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(content)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in built}
+    assert (("StatefulSet", "nats") in kinds) is (not urls)
+    assert len(built) == len(manifests(files))
+
+
 # -- the image ---------------------------------------------------------------------------
 
 
@@ -748,6 +1054,31 @@ def test_options_name_the_image_namespace_and_folder(shop: Path) -> None:
     assert bad.exit_code == 2 and "not a Kubernetes namespace" in bad.output
 
 
+def test_nats_url_option_points_every_process_at_the_cluster(shop: Path) -> None:
+    with (shop / "loom.toml").open("a") as toml:
+        toml.write('\n[bus]\nbackend = "nats"\n')
+    two, three = "nats://n1.internal:4222, nats://n2.internal:4222", "tls://n3.internal:4222"
+    result = loom_deploy("--nats-url", two, "--nats-url", three)
+    assert result.exit_code == 0, result.output
+    deploy = shop / "deploy"
+    assert not (deploy / "k8s" / "nats.yaml").exists()
+    assert "nats" not in yaml.safe_load((deploy / "compose.yaml").read_text())["services"]
+    deployed = load_config(deploy / "loom.deploy.toml")
+    assert deployed.bus.servers == [
+        "nats://n1.internal:4222",
+        "nats://n2.internal:4222",
+        "tls://n3.internal:4222",
+    ]
+    bad = loom_deploy("--nats-url", "n1.internal:4222")
+    assert bad.exit_code == 2 and "is not a NATS server" in bad.output
+
+
+def test_nats_url_on_a_zeromq_project_is_an_error(shop: Path) -> None:
+    result = run_loom(shop, "deploy", "--dry-run", "--nats-url", "nats://n1.internal:4222")
+    assert result.returncode == 1
+    assert "--nats-url is for a project on NATS" in result.stderr
+
+
 def test_the_commands_in_the_files_are_valid_loom_commands(shop: Path) -> None:
     assert loom_deploy().exit_code == 0
     compose = yaml.safe_load((shop / "deploy" / "compose.yaml").read_text())
@@ -844,6 +1175,49 @@ async def test_the_generated_services_work_together(shop: Path, tmp_path: Path) 
         for process, (_, err) in zip(processes, outputs, strict=True):
             print(f"--- {process.args[3:]} exited {process.returncode}\n{err}")  # on failure
     assert [p.returncode for p in processes] == [0, 0], outputs
+    assert (data / "traces.db").is_file()
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(90)
+async def test_the_generated_services_work_together_on_nats(
+    shop: Path, tmp_path: Path, nats_server: LocalCluster
+) -> None:
+    """As above on NATS, a local nats-server standing in for the `nats` service: the
+    group joins it with loom.deploy.toml and answers; a runtime with the studio's copy
+    stores the spans on the shared data folder."""
+    with (shop / "loom.toml").open("a") as toml:
+        toml.write('\n[bus]\nbackend = "nats"\n')
+    assert loom_deploy().exit_code == 0
+    deploy, data = shop / "deploy", tmp_path / "data"
+    for name in ("loom.deploy.toml", "loom.studio.toml"):
+        settings = (deploy / name).read_text().replace("nats://nats:4222", nats_server.urls[0])
+        (shop / name).write_text(settings.replace("/var/lib/loom", str(data)))
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text())
+    env = {**python_env(), "LOOM_CONFIG": str(shop / "loom.deploy.toml")}
+
+    def start(service: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [PYTHON, "-m", "loom_kernel.cli.app", *compose["services"][service]["command"]],
+            cwd=shop,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    group = start("front")
+    try:
+        async with open_runtime(load_config(shop / "loom.studio.toml")) as rt:
+            assert rt.connection is not None and rt.connection.embedded  # stores the spans
+            reply = await _ask_until_answered(rt)
+        assert reply == {"echo": {"n": 1}, "by": "echo"}
+        assert (data / "memory.db").is_file()
+    finally:
+        group.send_signal(signal.SIGTERM)
+        _, err = group.communicate(timeout=30)
+        print(f"--- loom run exited {group.returncode}\n{err}")  # on failure
+    assert group.returncode == 0, err
     assert (data / "traces.db").is_file()
 
 

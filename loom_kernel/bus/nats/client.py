@@ -38,7 +38,7 @@ from ..dispatch import Dispatcher
 from ..qos import make_mailbox
 from ..stamp import Stamp
 from ..transport import ClientStatistics, ReplyBox, Subscription
-from .codec import decode_message, encode_message
+from .codec import ENVELOPE_HEADER, answered, decode_message, encode_message, reply_subject
 from .options import NatsOptions
 from .subjects import pattern_subject
 
@@ -209,7 +209,7 @@ class NatsClient:
         """
         self.prepare(env)
         subject, data, headers = encode_message(env)
-        self._outbox.append((subject, data, headers, env.reply_to or ""))
+        self._outbox.append((subject, data, headers, reply_subject(env)))
         self._idle.clear()
         self._wake.set()
 
@@ -325,6 +325,10 @@ class NatsClient:
             pending_msgs_limit=_SUB_PENDING, pending_bytes_limit=-1,
         )  # fmt: skip
         try:
+            # nats-py queues SUB for its flusher task but writes PING straight to the socket,
+            # so one flush's PONG can come back before the server has the SUB. The first
+            # flush lets the flusher write it; the second PING follows it on the wire.
+            await nc.flush(timeout=timeout)
             await nc.flush(timeout=timeout)
         except Exception as exc:
             raise BusError(
@@ -349,11 +353,15 @@ class NatsClient:
     def _receive(self, group: _Group, msg: Any) -> None:
         if group is not self._replies and msg.subject.startswith(self._inbox_prefix):
             return  # a reply to this client, which its inbox's subscription takes
+        if msg.headers and "Status" in msg.headers and ENVELOPE_HEADER not in msg.headers:
+            return  # the server's own word (503: no responders yet): a request waits, as on ZeroMQ
         try:
             env = decode_message(msg.subject, msg.data, msg.headers, msg.reply)
         except (ProtocolError, TopicError, RecursionError) as exc:
             group.dispatcher.reject(ProtocolError(str(exc)))
             return
+        if group is self._replies:
+            answered(env)  # a plain NATS program's msg.respond: to its request's reply box
         try:
             group.dispatcher.deliver(env)
         except Exception as exc:  # a bug in dispatch must not stop the bus for everyone

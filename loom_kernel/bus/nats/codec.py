@@ -6,6 +6,11 @@ JSON object of ``docs/PROTOCOL.md``'s second frame) travels in the NATS header
 id: JetStream drops a message it already stored under that id) and ``traceparent`` (W3C
 trace context, when the event has one).
 
+A request's NATS reply subject is its ``reply_to`` inbox followed by its correlation id
+(``loom.reply.<client>.<owner>.<correlation id>``): a Loom responder replies on the inbox
+as always, and a plain NATS program's ``msg.respond`` lands under it, where the client reads
+the correlation id back (:func:`answered`).
+
 A message without ``Loom-Envelope`` comes from a NATS program that knows nothing of Loom:
 it is taken as an event whose source is ``nats``, whose content type is its
 ``Content-Type`` header (raw bytes without one), and which has no sequence number. A
@@ -15,13 +20,22 @@ subject.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 
 from ...protocol.envelope import CONTENT_BYTES, Envelope, decode_data, decode_frames, encode_frames
 from .subjects import subject_topic
 
-__all__ = ["ENVELOPE_HEADER", "MSG_ID_HEADER", "decode_message", "encode_message"]
+__all__ = [
+    "ENVELOPE_HEADER",
+    "FOREIGN_SOURCE",
+    "MSG_ID_HEADER",
+    "answered",
+    "decode_message",
+    "encode_message",
+    "reply_subject",
+]
 
 ENVELOPE_HEADER = "Loom-Envelope"
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -36,6 +50,30 @@ def encode_message(env: Envelope) -> tuple[str, bytes, dict[str, str]]:
     if env.traceparent:
         headers["traceparent"] = env.traceparent
     return topic.decode(), payload, headers
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-:@/]+\Z")
+
+
+def reply_subject(env: Envelope) -> str:
+    """The NATS reply subject of an event: none, its inbox, or (a request) its inbox and
+    correlation id."""
+    if not env.reply_to:
+        return ""
+    cid = env.correlation_id
+    if env.type == "request" and cid and _SEGMENT.match(cid):
+        return f"{env.reply_to}.{cid}"
+    return env.reply_to
+
+
+def answered(env: Envelope) -> None:
+    """A reply that came to ``<inbox>.<correlation id>`` (a plain NATS program's
+    ``msg.respond``, which also echoes the request's headers): the reply it is, on the inbox
+    (``loom.reply.<client>.<owner>``: four segments, ids have no dots)."""
+    parts = env.topic.split(".")
+    if len(parts) == 5:
+        env.topic, env.correlation_id = ".".join(parts[:4]), parts[4]
+        env.type, env.reply_to = "reply", None
 
 
 def decode_message(

@@ -52,10 +52,17 @@ def nats_server_binary() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held together while picked, so no two are
+    the same)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 @dataclass
@@ -64,12 +71,18 @@ class NatsServer:
 
     folder: Path
     name: str = "loom-nats"
-    port: int = field(default_factory=_free_port)
-    monitor: int = field(default_factory=_free_port)
-    cluster_port: int = field(default_factory=_free_port)
+    port: int = 0  # 0: a free one, picked when made
+    monitor: int = 0
+    cluster_port: int = 0
     routes: list[int] = field(default_factory=list)  # the other nodes' cluster ports
     extra: str = ""  # more configuration (e.g. an ``authorization { ... }`` block)
     process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        free = iter(_free_ports(3))
+        self.port = self.port or next(free)
+        self.monitor = self.monitor or next(free)
+        self.cluster_port = self.cluster_port or next(free)
 
     @property
     def url(self) -> str:
@@ -166,7 +179,12 @@ class LocalCluster:
 async def local_cluster(size: int, folder: Path, extra: str = "") -> AsyncIterator[LocalCluster]:
     """``size`` nats-servers with JetStream (a cluster when ``size`` > 1), each with the
     configuration ``extra`` too; stopped after."""
-    servers = [NatsServer(folder, name=f"n{i}", extra=extra) for i in range(size)]
+    ports = iter(_free_ports(3 * size))  # all distinct
+    servers = [
+        NatsServer(folder, name=f"n{i}", port=next(ports), monitor=next(ports),
+                   cluster_port=next(ports), extra=extra)
+        for i in range(size)
+    ]  # fmt: skip
     if size > 1:
         for server in servers:
             server.routes = [other.cluster_port for other in servers]

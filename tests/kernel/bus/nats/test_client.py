@@ -86,6 +86,28 @@ async def test_a_plain_nats_request_reaches_a_loom_handler_and_gets_its_reply(
     assert answer.headers and "Loom-Envelope" in answer.headers
 
 
+async def test_a_plain_nats_program_answers_a_loom_request(
+    nats_server: LocalCluster, tmp_path: Path
+) -> None:
+    import nats
+
+    plain = await nats.connect(nats_server.urls[0])
+
+    async def respond(msg: object) -> None:
+        await msg.respond(b'{"rate": 1.08}')  # type: ignore[attr-defined]
+
+    await plain.subscribe("fx.eurusd", cb=respond)
+    await plain.flush()
+    (tmp_path / "loom.toml").write_text(nats_toml(nats_server.urls))
+    try:
+        async with open_runtime(tmp_path / "loom.toml") as rt:
+            answers = [await rt.request("fx.eurusd", None, timeout=WAIT) for _ in range(3)]
+    finally:
+        await plain.close()
+    # nats-py's respond() sends the request's headers back: its content type (JSON) too
+    assert [(a.data, a.type) for a in answers] == [({"rate": 1.08}, "reply")] * 3
+
+
 async def test_a_lost_server_fails_waiting_requests_and_the_client_comes_back(
     tmp_path: Path,
 ) -> None:

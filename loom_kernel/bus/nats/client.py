@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import weakref
 from collections import deque
@@ -152,9 +153,15 @@ class NatsClient:
 
     def _no_server(self, timeout: float, attempt: asyncio.Future[Any]) -> str:
         where = ", ".join(self.options.servers)
-        if self._last_error is not None and self._refused.is_set():
+        error = self._last_error
+        if error is not None and self._refused.is_set() and isinstance(error, ssl.SSLError):
             return (
-                f"NATS at {where} refused this client: {self._last_error}. Check [bus] user, "
+                f"TLS with NATS at {where} failed: {error}. Check [bus] tls_ca (the CA that "
+                "signed the server's certificate), tls_cert and tls_key in loom.toml"
+            )
+        if error is not None and self._refused.is_set():
+            return (
+                f"NATS at {where} refused this client: {error}. Check [bus] user, "
                 "credentials or nkey in loom.toml, and $LOOM_NATS_PASSWORD / $LOOM_NATS_TOKEN"
             )
         cause = attempt.exception() if attempt.done() and not attempt.cancelled() else None
@@ -461,7 +468,8 @@ class NatsClient:
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = exc
         text = str(exc).lower()
-        if not self.connected and ("authoriz" in text or "authentic" in text):
+        refused = "authoriz" in text or "authentic" in text or isinstance(exc, ssl.SSLError)
+        if not self.connected and refused:
             self._refused.set()  # connecting again would be refused again: give up now
             return
         self._replies.dispatcher.warn("nats", "NATS: %s: %s", type(exc).__name__, exc)

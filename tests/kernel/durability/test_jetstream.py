@@ -243,3 +243,34 @@ async def test_loom_replay_reads_the_stream_into_a_namespace(
             events = [await asyncio.wait_for(inside.got.get(), WAIT) for _ in range(20)]
     assert [e.data for e in events] == list(range(20))
     assert all(REPLAYED_TS_HEADER in (e.headers or {}) for e in events)
+
+
+async def test_loom_log_records_a_nats_bus_into_the_sqlite_log_for_queries(
+    nats_server: LocalCluster, project: Path
+) -> None:
+    """JetStream is the log reliable delivery and replay read; ``loom log`` still records
+    the bus into the SQLite file that the studio's History and ``rt.event_log`` query."""
+    config = project / "loom.toml"
+    config.write_text(nats_toml(nats_server.urls) + "[tracing]\nenabled = false\n")
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "loom_kernel.cli.app", "log", "--stats-interval", "0.2",
+        cwd=project, env=python_env(), stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert "recording the project's bus" in line, line
+        async with open_runtime(config) as rt:
+            for i in range(10):
+                await rt.emit("orders.new", i)
+
+            def recorded() -> int:
+                try:
+                    return len(rt.event_log.query(None, None, ["orders.*"]))
+                except Exception:  # the file is being created
+                    return 0
+
+            await wait_for(lambda: recorded() >= 10, 20.0, "the orders recorded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)

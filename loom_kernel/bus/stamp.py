@@ -11,9 +11,10 @@ import itertools
 import os
 import time
 
+from ..errors import BusError
 from ..protocol.envelope import Envelope
 
-__all__ = ["Stamp"]
+__all__ = ["Stamp", "oversized"]
 
 
 class Stamp:
@@ -43,3 +44,12 @@ class Stamp:
             key = (env.source, env.topic)
             env.seq = self._seq.get(key, 0) + 1
             self._seq[key] = env.seq
+
+
+def oversized(env: Envelope, limit: int) -> BusError:
+    """The error for an event whose payload is over ``[bus] max_message_size`` (``limit``)."""
+    return BusError(
+        f"event on {env.topic!r} has a {len(env.payload):,}-byte payload, over the bus's "
+        f"[bus] max_message_size of {limit:,} bytes: send a reference "
+        "(a file path, a URL, a key in memory) instead, or raise max_message_size"
+    )

@@ -22,7 +22,8 @@ from typing import Any
 
 import msgspec
 
-from ..bus.transport import ClientStatistics, ReplyBox, Subscription, Transport
+from ..bus.transport import ClientStatistics, Subscription, Transport
+from ..bus.wrapper import TransportWrapper
 from ..config import EventLogConfig
 from ..errors import ConfigError, LoomError, LoomTimeoutError, TopicError
 from ..protocol import reserved
@@ -41,7 +42,7 @@ _STORE_BATCH = 500  # events per message when sending unacknowledged ones again
 _RELIABLE_CACHE = 50_000
 
 
-class DurableTransport:
+class DurableTransport(TransportWrapper):
     """A transport whose reliable subscriptions and topics go through the event log.
 
     Args:
@@ -57,7 +58,7 @@ class DurableTransport:
     def __init__(
         self, inner: Transport, settings: EventLogConfig, *, journal_dir: Path | None = None
     ):
-        self.inner = inner
+        super().__init__(inner)
         self.settings = settings
         self.journal_dir = journal_dir
         try:
@@ -71,14 +72,6 @@ class DurableTransport:
         self._recoveries: dict[Subscription, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._ack_sub: Subscription | None = None
-
-    @property
-    def client_id(self) -> str:
-        return self.inner.client_id
-
-    @property
-    def connected(self) -> bool:
-        return self.inner.connected
 
     async def connect(self, timeout: float = 5.0) -> None:
         await self.inner.connect(timeout)
@@ -300,25 +293,8 @@ class DurableTransport:
 
     # -- the rest of the transport -----------------------------------------------------
 
-    def inbox(self, owner: str) -> str:
-        return self.inner.inbox(owner)
-
-    def new_id(self) -> str:
-        return self.inner.new_id()
-
-    def expect_replies(
-        self, inbox: str, correlation_id: str, box: ReplyBox | None = None
-    ) -> ReplyBox:
-        return self.inner.expect_replies(inbox, correlation_id, box)
-
-    def forget(self, inbox: str, correlation_id: str) -> None:
-        self.inner.forget(inbox, correlation_id)
-
     def statistics(self) -> ClientStatistics:
         stats = self.inner.statistics()
         if self.tracker is None:
             return stats
         return dataclasses.replace(stats, durability=self.tracker.statistics())
-
-    def __repr__(self) -> str:
-        return f"<DurableTransport over {self.inner!r}>"

@@ -32,7 +32,8 @@ from typing import Any
 from ..bus.nats.client import NatsClient
 from ..bus.nats.codec import encode_message
 from ..bus.nats.subjects import pattern_subject
-from ..bus.transport import ClientStatistics, ReplyBox, Subscription
+from ..bus.transport import ClientStatistics, Subscription
+from ..bus.wrapper import TransportWrapper
 from ..config import BusConfig, EventLogConfig
 from ..errors import BusError, ConfigError, LoomTimeoutError, TopicError
 from ..protocol import reserved
@@ -87,7 +88,7 @@ def consumer_name(owner: str, pattern: str) -> str:
     return _UNSAFE.sub("_", f"{owner}-{pattern}".replace("*", "ALL"))[:200]
 
 
-class JetStreamTransport:
+class JetStreamTransport(TransportWrapper):
     """The NATS client with JetStream behind it (see the module docstring).
 
     Raises:
@@ -102,7 +103,8 @@ class JetStreamTransport:
         *,
         journal_dir: Path | None = None,
     ):
-        self.inner = inner
+        super().__init__(inner)
+        self.inner: NatsClient = inner
         self.settings = settings
         self.bus = bus
         self.journal_dir = journal_dir
@@ -129,31 +131,9 @@ class JetStreamTransport:
 
     # -- the Transport seam, passed through ------------------------------------------
 
-    @property
-    def client_id(self) -> str:
-        return self.inner.client_id
-
-    @property
-    def connected(self) -> bool:
-        return self.inner.connected
-
     async def connect(self, timeout: float = 5.0) -> None:
         await self.inner.connect(timeout)
         await self.start()
-
-    def new_id(self) -> str:
-        return self.inner.new_id()
-
-    def inbox(self, owner: str) -> str:
-        return self.inner.inbox(owner)
-
-    def expect_replies(
-        self, inbox: str, correlation_id: str, box: ReplyBox | None = None
-    ) -> ReplyBox:
-        return self.inner.expect_replies(inbox, correlation_id, box)
-
-    def forget(self, inbox: str, correlation_id: str) -> None:
-        self.inner.forget(inbox, correlation_id)
 
     def statistics(self) -> ClientStatistics:
         durability = {"in_flight": self._in_flight + len(self._queue), "acked": self.acked,

@@ -17,14 +17,15 @@ from typing import Any
 
 import msgspec
 
-from ..bus.transport import ClientStatistics, ReplyBox, Subscription, Transport
+from ..bus.transport import Subscription, Transport
+from ..bus.wrapper import TransportWrapper
 from ..protocol import reserved
 from ..protocol.envelope import Envelope
 
 __all__ = ["NamespacedTransport"]
 
 
-class NamespacedTransport:
+class NamespacedTransport(TransportWrapper):
     """A transport whose topics all live under ``replay.<namespace>.``.
 
     Args:
@@ -33,23 +34,9 @@ class NamespacedTransport:
     """
 
     def __init__(self, inner: Transport, namespace: str):
-        self.inner = inner
+        super().__init__(inner)
         self.namespace = namespace
         self.prefix = reserved.replay_prefix(namespace)
-
-    @property
-    def client_id(self) -> str:
-        return self.inner.client_id
-
-    @property
-    def connected(self) -> bool:
-        return self.inner.connected
-
-    async def connect(self, timeout: float = 5.0) -> None:
-        await self.inner.connect(timeout)
-
-    async def aclose(self) -> None:
-        """Nothing of its own to close: the inner transport's owner closes it."""
 
     def publish(self, env: Envelope) -> None:
         topic = env.topic
@@ -88,26 +75,6 @@ class NamespacedTransport:
         if env.topic.startswith(self.prefix):
             return msgspec.structs.replace(env, topic=env.topic[len(self.prefix) :])
         return env
-
-    async def unsubscribe(self, sub: Subscription) -> None:
-        await self.inner.unsubscribe(sub)
-
-    def inbox(self, owner: str) -> str:
-        return self.inner.inbox(owner)
-
-    def new_id(self) -> str:
-        return self.inner.new_id()
-
-    def expect_replies(
-        self, inbox: str, correlation_id: str, box: ReplyBox | None = None
-    ) -> ReplyBox:
-        return self.inner.expect_replies(inbox, correlation_id, box)
-
-    def forget(self, inbox: str, correlation_id: str) -> None:
-        self.inner.forget(inbox, correlation_id)
-
-    def statistics(self) -> ClientStatistics:
-        return self.inner.statistics()
 
     def __repr__(self) -> str:
         return f"<NamespacedTransport {self.namespace!r} over {self.inner!r}>"

@@ -37,7 +37,7 @@ from ...protocol.envelope import PROTOCOL_VERSION, Envelope, decode_data
 from ...protocol.topics import compile_pattern
 from ..dispatch import Dispatcher
 from ..qos import make_mailbox
-from ..stamp import Stamp
+from ..stamp import Stamp, oversized
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .codec import ENVELOPE_HEADER, answered, decode_message, encode_message, reply_subject
 from .options import NatsOptions
@@ -231,11 +231,7 @@ class NatsClient:
             raise BusError("the NATS client is closed: open a runtime (or connect) first")
         if len(env.payload) > self.max_message_size:
             self._oversized += 1
-            raise BusError(
-                f"event on {env.topic!r} has a {len(env.payload):,}-byte payload, over the bus's "
-                f"[bus] max_message_size of {self.max_message_size:,} bytes: send a reference "
-                "(a file path, a URL, a key in memory) instead, or raise max_message_size"
-            )
+            raise oversized(env, self.max_message_size)
         self.stamp.stamp(env)
         self._published += 1
         if self._local:  # NATS echoes nothing back to this connection (no_echo): all here

@@ -54,7 +54,7 @@ from ...protocol.topics import compile_pattern
 from ...security import ClientCurve
 from ..dispatch import Dispatcher
 from ..qos import make_mailbox
-from ..stamp import Stamp
+from ..stamp import Stamp, oversized
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .address import BusAddress
 from .health import BusHealth
@@ -265,11 +265,7 @@ class BusClient:
             raise BusError("the bus client is closed: open a runtime (or connect) first")
         if len(env.payload) > self.max_message_size:
             self._oversized += 1
-            raise BusError(
-                f"event on {env.topic!r} has a {len(env.payload):,}-byte payload, over the bus's "
-                f"[bus] max_message_size of {self.max_message_size:,} bytes: send a reference "
-                "(a file path, a URL, a key in memory) instead, or raise max_message_size"
-            )
+            raise oversized(env, self.max_message_size)
         self.stamp.stamp(env)
         self._published += 1
         if self._local and env.id.startswith(self._id_prefix):

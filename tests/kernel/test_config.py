@@ -347,6 +347,33 @@ def test_good_bus_urls_load(url: str) -> None:
     assert parse_config({"bus": {"url": url}}).bus.url == url
 
 
+@pytest.mark.parametrize("url", ["nats://nats.internal:4222", "tls://127.0.0.1:4222"])
+def test_a_nats_url_loads_and_means_the_nats_backend(url: str) -> None:
+    from loom_kernel.bus.connect import uses_nats
+
+    settings = parse_config({"bus": {"url": url}}).bus
+    assert settings.url == url and uses_nats(settings)
+
+
+@pytest.mark.parametrize(
+    ("bus", "fault"),
+    [
+        ('backend = "nats"\nsecurity = "curve"', "on NATS use its own security"),
+        ('servers = ["http://127.0.0.1:4222"]', "expected nats://host:port or tls://host:port"),
+        ("servers = []", "name at least one NATS server"),
+        ('stream = "LOOM.events"', "letters, digits, _ and - only"),
+        ("stream_replicas = 7", "stream_replicas"),
+        ('backend = "kafka"', "backend"),
+    ],
+)
+def test_bad_nats_settings_fail_at_load_with_the_fix(tmp_path: Path, bus: str, fault: str) -> None:
+    file = tmp_path / "loom.toml"
+    file.write_text(f"[bus]\n{bus}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert fault in str(caught.value), str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -15,7 +15,9 @@ topics as JSON (:mod:`loom_studio.live`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import panel as pn
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 from loom_kernel import LoomConfig, LoomError, SpanStore, load_config
 
@@ -39,12 +43,15 @@ from .notebook import keep_stylesheets_inline
 from .topic_index import get_topic_index
 from .traces import Traces
 
+log = logging.getLogger("loom.studio")
+
 __all__ = [
     "builder_view",
     "create_app",
     "dashboard_view",
     "editor_view",
     "history_view",
+    "quiet_closed_websockets",
     "serve",
 ]
 
@@ -256,8 +263,31 @@ def serve(
     if secret:
         # Bokeh keeps its Tornado application private; the rule goes in front of its routes
         require_secret(server._tornado, secret)
+    quiet_closed_websockets(asyncio.get_running_loop())
     server.start()
     return server
+
+
+def quiet_closed_websockets(loop: asyncio.AbstractEventLoop) -> None:
+    """A browser tab closed while Bokeh was writing to it leaves a Tornado write task that
+    failed with ``WebSocketClosedError``, which asyncio logs as an ERROR with a traceback
+    ("Task exception was never retrieved"). That is a normal end of a session: it is logged
+    at debug level; every other unhandled error still goes to the previous handler."""
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), WebSocketClosedError | StreamClosedError):
+            log.debug("a browser closed its session's websocket: %s", context.get("message"))
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    if getattr(previous, "_loom_quiet", False):
+        return  # already in place (several studios on one loop)
+    handle._loom_quiet = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handle)
 
 
 # `panel serve loom_studio/app.py`: Panel runs this module once per browser session.

@@ -3,7 +3,9 @@ feed fed real envelopes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,39 @@ def test_an_agent_page_says_whose_events_show(feed: StudioFeed, tmp_path: Path) 
 def test_an_agent_name_is_shown_as_text(feed: StudioFeed, tmp_path: Path) -> None:
     note = page(feed, tmp_path, agent="<script>x</script>")[1]
     assert "<script>" not in note.object
+
+
+async def test_a_tab_closed_mid_write_is_not_an_error_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A browser closing its tab while Bokeh writes to it is the normal end of a session:
+    no ERROR traceback in the demo's console; any other lost task error still is one."""
+    import gc
+
+    from tornado.websocket import WebSocketClosedError
+
+    from loom_studio.app import quiet_closed_websockets
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    quiet_closed_websockets(loop)
+    quiet_closed_websockets(loop)  # a second studio on the loop: still one handler
+    try:
+
+        async def closed() -> None:
+            raise WebSocketClosedError()
+
+        async def broken() -> None:
+            raise RuntimeError("a real bug")
+
+        with caplog.at_level(logging.DEBUG):
+            for coro in (closed(), broken()):
+                task = loop.create_task(coro)
+                await asyncio.sleep(0)
+                del task
+            gc.collect()  # the unretrieved exceptions are reported when the tasks go
+        errors = [r.getMessage() + str(r.exc_info) for r in caplog.records if r.levelno >= 40]
+        assert len(errors) == 1 and "a real bug" in errors[0], errors
+        assert "WebSocketClosedError" not in errors[0]
+    finally:
+        loop.set_exception_handler(previous)

@@ -571,6 +571,10 @@ class Gate:
         return any(isinstance(m, str) and re.search(pattern, m) for m in self.held)
 
 
+# Load-sensitive: on a slow machine the gate could close while the list's rows were still to
+# be drawn (2 of 3 runs failed so at 48bea5b here, the page's table empty); it now waits for
+# a drawn row first, and 1 of 11 runs still timed out under load. One retry, on a fresh page.
+@pytest.mark.flaky(reruns=1)
 async def test_a_click_opens_the_trace_the_page_shows_though_the_server_listed_newer_ones(
     browser: Any, studio_url: str
 ) -> None:
@@ -584,6 +588,8 @@ async def test_a_click_opens_the_trace_the_page_shows_though_the_server_listed_n
         await page.goto(studio_url)
         await studio.wait("() => window.Bokeh && loomTest.rendered()")
         await open_traces(studio)
+        # the list is drawn before the gate closes: its rows are the page's, not just its data
+        await studio.wait("() => loomTest.rowCenter('trace', null)")
         # the server reads a newer list; the page does not get it, and shows the old one
         gate.holding = True
         await wait_until(lambda: gate.holds(r'"trace_id"'), timeout=WAIT_MS / 1000)

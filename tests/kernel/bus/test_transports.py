@@ -18,7 +18,7 @@ from loom_kernel.bus.nats.server import local_cluster
 from loom_kernel.bus.zeromq import Broker, BusAddress
 from loom_kernel.errors import BusError, TopicError
 from loom_kernel.protocol.envelope import Envelope, encode_data
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.kernel.protocol.test_topics import MATCHES, NON_MATCHES
 
 Connect = Callable[..., Awaitable[Any]]
@@ -162,10 +162,7 @@ async def test_replies_reach_their_request_and_late_ones_are_counted(connect: Co
     assert box.items[0].data == "hi back"
     asker.forget(inbox, "c1")
     answerer.publish(event(inbox, "late", source="answerer", type="reply", correlation_id="c1"))
-    for _ in range(100):
-        if asker.statistics().late_replies:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: asker.statistics().late_replies >= 1, timeout=WAIT)
     assert asker.statistics().late_replies == 1
 
 

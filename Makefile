@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install browser mcp-inspector labextension phoenix demo test test-fast lint bench clean
+.PHONY: install browser mcp-inspector labextension phoenix sdk-js demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -51,6 +51,18 @@ $(LABEXT_STAMP): $(LABEXT_SRCS) | $(STAMP)
 	@touch $@
 labextension: $(LABEXT_STAMP)
 
+# The JavaScript SDK (sdk/js): `npm ci` from the committed lock file (npm's zeromq 6 carries
+# its prebuilt binary: nothing is compiled or downloaded beyond the registry), then tsc into
+# sdk/js/dist, which tests/sdk and the examples run.
+SDKJS       := sdk/js
+SDKJS_DEPS  := $(SDKJS)/node_modules/.ci-stamp
+$(SDKJS_DEPS): $(SDKJS)/package-lock.json
+	cd $(SDKJS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(SDKJS)/dist/index.js: $(SDKJS_DEPS) $(wildcard $(SDKJS)/src/*.ts) $(SDKJS)/tsconfig.json
+	cd $(SDKJS) && npx tsc -p tsconfig.json
+sdk-js: $(SDKJS)/dist/index.js
+
 # Arize Phoenix for tests/kernel/tracing/test_phoenix.py: heavy, so in a venv of its own (~3 min once)
 PHOENIX := .venv-phoenix/bin/phoenix
 $(PHOENIX):
@@ -59,8 +71,11 @@ $(PHOENIX):
 	.venv-phoenix/bin/python -m pip install --quiet "arize-phoenix==20.26.*"
 phoenix: $(PHOENIX)
 
-test: install browser mcp-inspector labextension phoenix
+test: install browser mcp-inspector labextension phoenix sdk-js
 	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
+	# the JavaScript SDK's own tests (node's test runner; its interop tests with Python
+	# agents are tests/sdk, in the parallel suite below)
+	cd $(SDKJS) && npm test --silent
 	LOOM_REQUIRE_PHOENIX=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= tests --ignore=tests/jupyterlab -m "not browser"
 	# chromium driving a live studio or a real JupyterLab is load enough: the browser tests
 	# run alone, after the parallel suite (~6 min; beside it their waits timed out)
@@ -68,7 +83,7 @@ test: install browser mcp-inspector labextension phoenix
 	$(PY) -m pytest --cov --cov-append --cov-report=term tests/jupyterlab
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb
 
-test-fast: install
+test-fast: install sdk-js
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -x tests
 
 lint: install
@@ -79,4 +94,5 @@ bench: install
 	$(VENV)/bin/loom bench
 
 clean:
-	rm -rf $(VENV) .venv-phoenix .pytest_cache .coverage* .loom $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo
+	rm -rf $(VENV) .venv-phoenix .pytest_cache .coverage* .loom $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
+		$(SDKJS)/node_modules $(SDKJS)/dist $(SDKJS)/build

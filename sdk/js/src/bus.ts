@@ -13,14 +13,7 @@ import * as zmq from "zeromq";
 
 import { nowNs } from "./clock.js";
 import type { Endpoints } from "./discovery.js";
-import {
-  batchFrames,
-  decodeMessage,
-  type Envelope,
-  envelope,
-  eventFrames,
-  expired,
-} from "./envelope.js";
+import { batchFrames, decodeMessage, type Envelope, envelope, eventFrames, expired } from "./envelope.js";
 import { BusError, MalformedMessage } from "./errors.js";
 import { compilePattern, type Pattern, validateTopic } from "./topics.js";
 

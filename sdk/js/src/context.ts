@@ -88,14 +88,15 @@ export class Context {
     const span = this.tracing.start(`request ${topic}`, SpanKind.CLIENT, this.parent(), this.agentId, {
       "loom.topic": topic,
     });
-    const inner = span === null ? this : new Context(this.agentId, this.client, this.tracing, this.event, span, this.counter);
+    const inner =
+      span === null
+        ? this
+        : new Context(this.agentId, this.client, this.tracing, this.event, span, this.counter);
     const correlationId = this.client.newId();
     const answer = this.client.expectReply(correlationId);
     let timer: NodeJS.Timeout | undefined;
     try {
-      inner.send(
-        envelope({ topic, data, type: "request", correlationId, replyTo: this.inbox }),
-      );
+      inner.send(envelope({ topic, data, type: "request", correlationId, replyTo: this.inbox }));
       const expired = new Promise<null>((resolve) => {
         timer = setTimeout(() => resolve(null), timeout);
       });
@@ -223,10 +224,16 @@ export class Context {
           "agents are probably answering each other in a loop",
       );
     }
-    const span = this.tracing.start(spanName ?? `publish ${env.topic}`, SpanKind.PRODUCER, this.parent(), this.agentId, {
-      "messaging.destination.name": env.topic,
-      "messaging.message.id": env.id,
-    });
+    const span = this.tracing.start(
+      spanName ?? `publish ${env.topic}`,
+      SpanKind.PRODUCER,
+      this.parent(),
+      this.agentId,
+      {
+        "messaging.destination.name": env.topic,
+        "messaging.message.id": env.id,
+      },
+    );
     if (span !== null) this.tracing.inject(span, env);
     this.client.publish(env);
     this.tracing.end(span);
@@ -259,7 +266,9 @@ export class Context {
 /** Throw {@link RemoteError} for an `error` reply. */
 export function raiseIfError(reply: Envelope, topic: string): void {
   if (reply.type !== "error") return;
-  const info = (reply.data && typeof reply.data === "object" ? reply.data : { message: String(reply.data) }) as {
+  const info = (
+    reply.data && typeof reply.data === "object" ? reply.data : { message: String(reply.data) }
+  ) as {
     error?: string;
     message?: string;
   };

@@ -27,9 +27,18 @@ export interface ProjectSettings {
   security: string;
   hwm: number;
   heartbeatInterval: number;
+  /** `[tracing] enabled`: whether agents record spans. */
+  tracing: boolean;
 }
 
-const DEFAULTS = { url: null, backend: "zeromq", security: "none", hwm: 100_000, heartbeatInterval: 1 };
+const DEFAULTS = {
+  url: null,
+  backend: "zeromq",
+  security: "none",
+  hwm: 100_000,
+  heartbeatInterval: 1,
+  tracing: true,
+};
 
 /** `$LOOM_CONFIG` if set, else the nearest `loom.toml` from `start` upward. */
 export function findConfig(start: string = process.cwd()): string | null {
@@ -56,6 +65,7 @@ export function readProject(config: string | null = findConfig()): ProjectSettin
   }
   const bus = raw.bus ?? {};
   const runtime = raw.runtime ?? {};
+  const tracing = raw.tracing ?? {};
   const url = typeof bus.url === "string" ? bus.url : null;
   return {
     dir: dirname(config),
@@ -65,6 +75,7 @@ export function readProject(config: string | null = findConfig()): ProjectSettin
     security: bus.security ?? "none",
     hwm: bus.hwm ?? DEFAULTS.hwm,
     heartbeatInterval: runtime.heartbeat_interval ?? DEFAULTS.heartbeatInterval,
+    tracing: tracing.enabled ?? DEFAULTS.tracing,
   };
 }
 

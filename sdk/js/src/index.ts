@@ -5,7 +5,14 @@
  * handler, { qos })`, `ctx.emit`, `ctx.request` / `ctx.reply`, `ctx.tool`, and `connect()`
  * for the runtime. The wire format is docs/PROTOCOL.md.
  */
-export { Agent, type BatchHandler, type Handler, type HandlerOptions, type ToolFunction, type ToolOptions } from "./agent.js";
+export {
+  Agent,
+  type BatchHandler,
+  type Handler,
+  type HandlerOptions,
+  type ToolFunction,
+  type ToolOptions,
+} from "./agent.js";
 export { BusClient, type BusOptions, type ClientStatistics } from "./bus.js";
 export { Context, type EmitOptions, type LogLevel, type ToolInfo } from "./context.js";
 export { busEndpoints, type Endpoints, findConfig, locateBus, readProject } from "./discovery.js";

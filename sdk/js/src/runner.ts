@@ -168,7 +168,9 @@ export class AgentRunner {
     const began = performance.now();
     let failure: unknown;
     try {
-      await this.withTimeout(spec, first, () => (spec.handler as (i: unknown, c: Context) => unknown)(item, ctx));
+      await this.withTimeout(spec, first, () =>
+        (spec.handler as (i: unknown, c: Context) => unknown)(item, ctx),
+      );
     } catch (error) {
       failure = error;
       this.recordError(spec.name, first, error);
@@ -243,7 +245,9 @@ export class AgentRunner {
     try {
       validate = this.ajv.compile(tool.inputSchema);
     } catch (error) {
-      throw new ToolError(`tool '${tool.name}' of agent '${this.agent.id}': bad inputSchema: ${(error as Error).message}`);
+      throw new ToolError(
+        `tool '${tool.name}' of agent '${this.agent.id}': bad inputSchema: ${(error as Error).message}`,
+      );
     }
     const serve = async (event: Envelope, ctx: Context): Promise<void> => {
       const args = event.data ?? {};

@@ -26,7 +26,7 @@ export interface ConnectOptions extends BusOptions {
   endpoints?: Endpoints;
   /** The project's `loom.toml` (default: `$LOOM_CONFIG`, else the nearest one upward). */
   config?: string;
-  /** Record spans and send them to the bus's span store (default true). */
+  /** Record spans and send them to the bus's span store (default: `[tracing] enabled`, else true). */
   tracing?: boolean;
   /** Seconds between heartbeats (default: `[runtime] heartbeat_interval`, else 1). */
   heartbeatInterval?: number;
@@ -43,7 +43,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Runtime> {
   const script = basename(process.argv[1] ?? "node").replace(/\.[cm]?[jt]s$/, "");
   const runtime = new Runtime(client, {
     service: options.service ?? `loom:${script}`,
-    tracing: options.tracing ?? true,
+    tracing: options.tracing ?? project.tracing,
     heartbeatInterval: options.heartbeatInterval ?? project.heartbeatInterval,
     module: `js:${process.argv[1] ?? "node"}`,
   });
@@ -131,7 +131,11 @@ export class Runtime {
     return this.context.request<T>(topic, data, options);
   }
 
-  tool<T = unknown>(name: string, args?: Record<string, unknown>, options?: { timeout?: number }): Promise<T> {
+  tool<T = unknown>(
+    name: string,
+    args?: Record<string, unknown>,
+    options?: { timeout?: number },
+  ): Promise<T> {
     return this.context.tool<T>(name, args, options);
   }
 
@@ -160,11 +164,15 @@ export class Runtime {
   }
 
   private heartbeat(runner: AgentRunner): void {
-    this.safely(() => runner.ctx.report(`loom.agent.${runner.agent.id}.heartbeat`, "heartbeat", runner.heartbeat()));
+    this.safely(() =>
+      runner.ctx.report(`loom.agent.${runner.agent.id}.heartbeat`, "heartbeat", runner.heartbeat()),
+    );
   }
 
   private localTools(): ToolInfo[] {
-    return [...this.runners.values()].flatMap((runner) => (runner.status === "stopped" ? [] : runner.toolInfos()));
+    return [...this.runners.values()].flatMap((runner) =>
+      runner.status === "stopped" ? [] : runner.toolInfos(),
+    );
   }
 
   private answerToolsQuery(query: Envelope): void {

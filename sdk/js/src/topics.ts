@@ -20,9 +20,7 @@ function checkSegments(text: unknown, what: string, allowStar: boolean): string[
     throw new TopicError(`${what} is empty: use dotted names such as 'market.price.BTC'`);
   }
   if (text.length > MAX_TOPIC_LENGTH) {
-    throw new TopicError(
-      `${what} '${text.slice(0, 40)}'... is longer than ${MAX_TOPIC_LENGTH} characters`,
-    );
+    throw new TopicError(`${what} '${text.slice(0, 40)}'... is longer than ${MAX_TOPIC_LENGTH} characters`);
   }
   const segments = text.split(".");
   segments.forEach((segment, index) => {
@@ -80,7 +78,11 @@ export class Pattern {
     this.fixed = segments.map((segment) => (segment === "*" ? null : segment));
     const star = segments.indexOf("*");
     if (star < 0) this.prefix = text;
-    else this.prefix = segments.slice(0, star).map((segment) => segment + ".").join("");
+    else
+      this.prefix = segments
+        .slice(0, star)
+        .map((segment) => segment + ".")
+        .join("");
   }
 
   /** True when the pattern has no wildcard. */

@@ -14,8 +14,14 @@ function project(toml: string): string {
 }
 
 test("a bus URL names both endpoints", () => {
-  assert.deepEqual(busEndpoints("tcp://127.0.0.1:7355"), { publish: "tcp://127.0.0.1:7355", subscribe: "tcp://127.0.0.1:7356" });
-  assert.deepEqual(busEndpoints("ipc:///run/x.sock"), { publish: "ipc:///run/x.sock.in", subscribe: "ipc:///run/x.sock.out" });
+  assert.deepEqual(busEndpoints("tcp://127.0.0.1:7355"), {
+    publish: "tcp://127.0.0.1:7355",
+    subscribe: "tcp://127.0.0.1:7356",
+  });
+  assert.deepEqual(busEndpoints("ipc:///run/x.sock"), {
+    publish: "ipc:///run/x.sock.in",
+    subscribe: "ipc:///run/x.sock.out",
+  });
   assert.throws(() => busEndpoints("tcp://host"), /needs host and port/);
   assert.throws(() => busEndpoints("udp://h:1"), /unknown transport 'udp'/);
 });
@@ -47,7 +53,10 @@ test("a live broker's bus.json wins over [bus] url; a stale one is ignored", () 
 
 test("no bus, a NATS bus or a CURVE bus is an error saying what to do", () => {
   const none = readProject(join(project(""), "loom.toml"));
-  assert.throws(() => locateBus(none), (error: Error) => error instanceof BusError && /Start a runtime/.test(error.message));
+  assert.throws(
+    () => locateBus(none),
+    (error: Error) => error instanceof BusError && /Start a runtime/.test(error.message),
+  );
   const nats = readProject(join(project('[bus]\nbackend = "nats"\n'), "loom.toml"));
   assert.throws(() => locateBus(nats), /loom bridge/);
   const curve = readProject(join(project('[bus]\nsecurity = "curve"\n'), "loom.toml"));

@@ -22,7 +22,14 @@ test("the worked example of section 2 decodes", () => {
 });
 
 test("a header leaves out its defaults and round-trips", () => {
-  const env = envelope({ topic: "a.b", id: "x-1", source: "s", ts: 5, payload: frame({ k: 1 }), data: { k: 1 } });
+  const env = envelope({
+    topic: "a.b",
+    id: "x-1",
+    source: "s",
+    ts: 5,
+    payload: frame({ k: 1 }),
+    data: { k: 1 },
+  });
   assert.deepEqual(headerOf(env), { v: 1, id: "x-1", source: "s", ts: 5 });
   env.type = "request";
   env.replyTo = "loom.reply.c.s";
@@ -34,13 +41,24 @@ test("a header leaves out its defaults and round-trips", () => {
 
 test("a batch of four frames is read event by event, in order", () => {
   const events = ["a", "bb", ""].map((text, index) =>
-    envelope({ topic: "t.x", id: `i-${index}`, seq: index + 1, payload: Buffer.from(text ? JSON.stringify(text) : "") }),
+    envelope({
+      topic: "t.x",
+      id: `i-${index}`,
+      seq: index + 1,
+      payload: Buffer.from(text ? JSON.stringify(text) : ""),
+    }),
   );
   const frames = batchFrames(events);
   assert.equal(frames.length, 4);
   const decoded = decodeMessage(frames);
-  assert.deepEqual(decoded.map((env) => env.data), ["a", "bb", null]);
-  assert.deepEqual(decoded.map((env) => env.seq), [1, 2, 3]);
+  assert.deepEqual(
+    decoded.map((env) => env.data),
+    ["a", "bb", null],
+  );
+  assert.deepEqual(
+    decoded.map((env) => env.seq),
+    [1, 2, 3],
+  );
 });
 
 test("content types decode as section 4 says", () => {
@@ -69,7 +87,10 @@ test("what breaks the protocol is refused, saying why", () => {
     [[frame("t"), frame({ v: 1, sizes: [1, 1] }), frame([good]), frame("12")], /1 headers for 2 sizes/],
   ];
   for (const [frames, why] of cases) {
-    assert.throws(() => decodeMessage(frames), (error: Error) => error instanceof MalformedMessage && why.test(error.message));
+    assert.throws(
+      () => decodeMessage(frames),
+      (error: Error) => error instanceof MalformedMessage && why.test(error.message),
+    );
   }
 });
 

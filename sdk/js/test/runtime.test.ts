@@ -55,8 +55,14 @@ test("a burst of events arrives whole, in order, numbered from 1", LIMIT, async 
   await rt.start(agent);
   for (let i = 0; i < 2000; i += 1) rt.emit("burst.x", i); // one turn: sent as batches
   const events = await got.done;
-  assert.deepEqual(events.map((e) => e.data), [...Array(2000).keys()]);
-  assert.deepEqual(events.map((e) => e.seq), [...Array(2000).keys()].map((i) => i + 1));
+  assert.deepEqual(
+    events.map((e) => e.data),
+    [...Array(2000).keys()],
+  );
+  assert.deepEqual(
+    events.map((e) => e.seq),
+    [...Array(2000).keys()].map((i) => i + 1),
+  );
   assert.equal(rt.client.statistics().gaps, 0);
   await rt.stop(agent);
 });
@@ -101,7 +107,11 @@ test("a handler that throws on a request answers with an error reply", LIMIT, as
     }),
   );
   await assert.rejects(rt.request("math.fail", 1), (error: Error) => {
-    return error instanceof RemoteError && error.errorType === "RangeError" && /thrower failed handling "math.fail"/.test(error.message);
+    return (
+      error instanceof RemoteError &&
+      error.errorType === "RangeError" &&
+      /thrower failed handling "math.fail"/.test(error.message)
+    );
   });
   assert.equal(rt.agents.get("thrower")!.errors, 1);
   await rt.stop("thrower");
@@ -135,13 +145,19 @@ test("tools: called by name, arguments checked against the schema, errors named"
     name: "ToolError",
     message: "tool calc.add: argument 'b' is missing; argument 'c' is not accepted (it takes: a, b)",
   });
-  await assert.rejects(rt.tool("calc.boom"), (error: Error) => error instanceof ToolError && /kaput/.test(error.message));
+  await assert.rejects(
+    rt.tool("calc.boom"),
+    (error: Error) => error instanceof ToolError && /kaput/.test(error.message),
+  );
   await assert.rejects(rt.tool("calc.none", {}, { timeout: 100 }), ToolTimeout);
   const tools = await rt.tools({ timeout: 200 });
-  assert.deepEqual(tools.map((tool) => [tool.name, tool.provider]), [
-    ["calc.add", "agent:calc"],
-    ["calc.boom", "agent:calc"],
-  ]);
+  assert.deepEqual(
+    tools.map((tool) => [tool.name, tool.provider]),
+    [
+      ["calc.add", "agent:calc"],
+      ["calc.boom", "agent:calc"],
+    ],
+  );
   await rt.stop(agent);
 });
 
@@ -156,7 +172,9 @@ test("batched QoS hands the handler arrays; a handler past its timeout fails", L
       },
       { qos: "batched", maxSize: 20, maxDelay: 10 },
     ),
-    new Agent("sleeper").onEvent("slow.x", () => new Promise((resolve) => setTimeout(resolve, 500)), { timeout: 50 }),
+    new Agent("sleeper").onEvent("slow.x", () => new Promise((resolve) => setTimeout(resolve, 500)), {
+      timeout: 50,
+    }),
   );
   for (let i = 0; i < 50; i += 1) rt.emit("batch.x", i);
   assert.deepEqual(await got.done, [...Array(50).keys()]);
@@ -173,7 +191,10 @@ test("heartbeats say what each agent is and does", LIMIT, async () => {
   const watcher = new Agent("watcher", { traced: false }).onEvent("loom.agent.*.heartbeat", (event) => {
     if ((event.data as { agent_id: string }).agent_id === "beating") beats.push(event);
   });
-  await rt.start(watcher, new Agent("beating").onEvent("beat.*", () => {}));
+  await rt.start(
+    watcher,
+    new Agent("beating").onEvent("beat.*", () => {}),
+  );
   const [beat] = await beats.done;
   const data = beat.data as Record<string, unknown>;
   assert.equal(data.status, "running");

@@ -30,8 +30,14 @@ test("the prefix ZeroMQ filters on is the literal segments before the first *", 
 
 test("a bad name is refused, naming the rule, as a topic and as a pattern", () => {
   for (const [name, rule] of table.bad_names) {
-    assert.throws(() => validateTopic(name), (error: Error) => error instanceof TopicError && error.message.includes(rule));
-    assert.throws(() => compilePattern(name), (error: Error) => error instanceof TopicError && error.message.includes(rule));
+    assert.throws(
+      () => validateTopic(name),
+      (error: Error) => error instanceof TopicError && error.message.includes(rule),
+    );
+    assert.throws(
+      () => compilePattern(name),
+      (error: Error) => error instanceof TopicError && error.message.includes(rule),
+    );
   }
 });
 

@@ -23,10 +23,29 @@ test("a handler span continues the event's trace and travels as 15 fields", asyn
   await tracing.flush();
   const [wire] = sent.flat();
   assert.equal(wire.length, 15);
-  const [traceId, spanId, parentId, name, kind, start, end, status, message, service, agent, attributes, events, links, sampled] = wire;
+  const [
+    traceId,
+    spanId,
+    parentId,
+    name,
+    kind,
+    start,
+    end,
+    status,
+    message,
+    service,
+    agent,
+    attributes,
+    events,
+    links,
+    sampled,
+  ] = wire;
   assert.equal(traceId, "0af7651916cd43dd8448eb211c80319c");
   assert.equal(parentId, "b7ad6b7169203331");
-  assert.deepEqual([name, kind, status, message, service, agent], ["handle a.b", "consumer", "error", "TypeError: bad", "loom:test", "agent-1"]);
+  assert.deepEqual(
+    [name, kind, status, message, service, agent],
+    ["handle a.b", "consumer", "error", "TypeError: bad", "loom:test", "agent-1"],
+  );
   assert.ok(end >= start && start > 1.6e18);
   assert.deepEqual(attributes, { "messaging.destination.name": "a.b" });
   assert.equal(events[0][0], "exception");
@@ -39,11 +58,22 @@ test("a handler span continues the event's trace and travels as 15 fields", asyn
 test("an event without trace context starts a new trace; an unsampled one stays unsampled", async () => {
   const sent: WireSpan[][] = [];
   const tracing = new Tracing((spans) => sent.push(spans), "loom:test");
-  const root = tracing.start("publish x", SpanKind.PRODUCER, tracing.parentOf(envelope({ topic: "x" })), "a")!;
+  const root = tracing.start(
+    "publish x",
+    SpanKind.PRODUCER,
+    tracing.parentOf(envelope({ topic: "x" })),
+    "a",
+  )!;
   tracing.end(root);
-  const unsampled = envelope({ topic: "y", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00" });
+  const unsampled = envelope({
+    topic: "y",
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+  });
   tracing.end(tracing.start("handle y", SpanKind.CONSUMER, tracing.parentOf(unsampled), "a"));
   await tracing.flush();
-  assert.deepEqual(sent.flat().map((span) => [span[3], span[2]]), [["publish x", null]]);
+  assert.deepEqual(
+    sent.flat().map((span) => [span[3], span[2]]),
+    [["publish x", null]],
+  );
   await tracing.shutdown();
 });

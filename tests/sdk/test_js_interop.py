@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from loom_kernel import Agent, RemoteError, Runtime, ToolError, on_event, tool
+from loom_kernel import Agent, RemoteError, Runtime, ToolError, on_event, open_runtime, tool
+from loom_kernel.bus.zeromq import read_discovery
 from tests.conftest import REPO, WAIT, wait_until
+from tests.support.secured import joining_toml, secured_project
 
 pytestmark = pytest.mark.node
 
@@ -72,13 +74,14 @@ class NodePeer:
 
 
 @asynccontextmanager
-async def node_peer(project: Path) -> AsyncIterator[NodePeer]:
+async def node_peer(cwd: Path) -> AsyncIterator[NodePeer]:
+    """The peer, started in ``cwd`` (it finds its loom.toml there); ready when entered."""
     if not (SDK / "dist" / "index.js").is_file():
         pytest.fail("the JavaScript SDK is not built: run `make sdk-js` (npm ci, then tsc)")
     proc = await asyncio.create_subprocess_exec(
         NODE,
         str(PEER),
-        cwd=project,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -231,3 +234,39 @@ async def test_the_node_agent_beats_like_any_agent(rt: Runtime, peers) -> None:
     assert beat["patterns"] == ["py.to.js.*", "js.echo", "loom.tool.js.double", "loom.tool.js.fail"]
     assert beat["module"].endswith("peer.mjs")
     assert beat["pid"] == js.proc.pid
+
+
+# -- a CURVE bus ------------------------------------------------------------------------
+
+
+async def test_on_a_curve_bus_node_proves_its_own_identity(project: Path) -> None:
+    async with open_runtime(secured_project(project, "", ["node"])) as rt:
+        await rt.start(PyPeer())
+        record = read_discovery(project)
+        assert record is not None
+        node_dir = joining_toml(project, record.address.publish, "node").parent
+        async with node_peer(node_dir) as js:
+            beats = await rt.subscribe("loom.agent.js-peer.heartbeat")
+            reply = await rt.request("js.echo", {"x": 1}, timeout=WAIT)
+            assert reply.data == {"echo": {"x": 1}, "from": "js"}
+            assert await js.ask(do="tool", name="py.add", args={"a": 1, "b": 2}) == {
+                "ok": True,
+                "result": 3,
+            }
+            assert (await beats.get(timeout=WAIT)).data["identity"] == "node"
+        assert rt.broker.statistics().denied == 0
+
+
+async def test_a_node_process_the_broker_does_not_admit_is_told_why(project: Path) -> None:
+    toml = secured_project(project, 'allow = ["loom"]\n', ["stranger"])
+    async with open_runtime(toml):
+        record = read_discovery(project)
+        assert record is not None
+        node_dir = joining_toml(project, record.address.publish, "stranger").parent
+        proc = await asyncio.create_subprocess_exec(
+            NODE, str(PEER), cwd=node_dir, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(proc.communicate(), WAIT * 3)
+    assert proc.returncode != 0
+    assert "check that the broker admits identity 'stranger'" in stderr.decode()

@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import * as zmq from "zeromq";
 
 import { nowNs } from "./clock.js";
+import type { CurveKeys } from "./curve.js";
 import type { Endpoints } from "./discovery.js";
 import { batchFrames, decodeMessage, type Envelope, envelope, eventFrames, expired } from "./envelope.js";
 import { BusError, MalformedMessage } from "./errors.js";
@@ -33,6 +34,8 @@ export interface BusOptions {
   readyTimeout?: number;
   /** Where a dropped malformed message is reported (default: console.warn, 1 per 10 s). */
   warn?: (message: string) => void;
+  /** The keys of a CURVE bus (`[bus] security = "curve"`; `connect()` loads them). */
+  curve?: CurveKeys | null;
 }
 
 /** What the client has sent and received, as `loom.client.<id>.stats` reports it. */
@@ -62,6 +65,10 @@ export class BusSubscription {
 export class BusClient {
   /** This process on the bus: reply topics, span batches and statistics name it. */
   readonly clientId: string;
+  /** The identity this client proves on a CURVE bus, else null. */
+  get identity(): string | null {
+    return this.options.curve?.identity ?? null;
+  }
   private readonly idPrefix = randomBytes(6).toString("hex");
   private idCounter = 0;
   private readonly pub: zmq.Publisher;
@@ -95,11 +102,16 @@ export class BusClient {
   ) {
     this.clientId = `js-${randomBytes(5).toString("hex")}`;
     const hwm = options.hwm;
-    this.pub = new zmq.Publisher({ sendHighWaterMark: hwm, linger: 1000 });
+    const keys = options.curve;
+    const curve = keys
+      ? { curveServerKey: keys.serverKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey }
+      : {};
+    this.pub = new zmq.Publisher({ sendHighWaterMark: hwm, linger: 1000, ...curve });
     this.sub = new zmq.Subscriber({
       receiveHighWaterMark: hwm,
       linger: 0,
       maxMessageSize: options.maxMessageSize + 65536,
+      ...curve,
     });
   }
 
@@ -112,6 +124,7 @@ export class BusClient {
       maxMessageSize: options.maxMessageSize ?? 16 * 1024 * 1024,
       readyTimeout: options.readyTimeout ?? 5000,
       warn: options.warn ?? ((message) => console.warn(`loom: ${message}`)),
+      curve: options.curve ?? null,
     });
     try {
       client.pub.connect(endpoints.publish);
@@ -214,9 +227,13 @@ export class BusClient {
       void arrived.then(() => (done = true));
       while (!done) {
         if (Date.now() > deadline) {
+          const curve = this.options.curve;
           throw new BusError(
             `no Loom broker answered at ${this.endpoints.subscribe} within ${timeout} ms: ` +
-              "is a runtime or `loom bus` running for this project?",
+              (curve
+                ? `on a CURVE bus, check that the broker admits identity '${curve.identity}' ` +
+                  "([bus] allow) and that broker.key is the running broker's"
+                : "is a runtime or `loom bus` running for this project?"),
           );
         }
         this.publish(envelope({ topic, type: "probe", source: this.clientId }));

@@ -4,6 +4,7 @@
  * names the live broker's endpoints, else its `[bus] url` does.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 
 import { parse as parseToml } from "smol-toml";
@@ -29,6 +30,10 @@ export interface ProjectSettings {
   heartbeatInterval: number;
   /** `[tracing] enabled`: whether agents record spans. */
   tracing: boolean;
+  /** `[bus] keys`, made absolute: the folder of the CURVE key pairs. */
+  keys: string;
+  /** `[bus] identity`: the key pair this process proves on a CURVE bus. */
+  identity: string;
 }
 
 const DEFAULTS = {
@@ -38,6 +43,8 @@ const DEFAULTS = {
   hwm: 100_000,
   heartbeatInterval: 1,
   tracing: true,
+  keys: ".loom/keys",
+  identity: "loom",
 };
 
 /** `$LOOM_CONFIG` if set, else the nearest `loom.toml` from `start` upward. */
@@ -56,7 +63,9 @@ export function findConfig(start: string = process.cwd()): string | null {
 
 /** The project's settings the SDK uses; throws {@link BusError} naming the file when it is bad. */
 export function readProject(config: string | null = findConfig()): ProjectSettings {
-  if (config === null) return { dir: process.cwd(), config: null, ...DEFAULTS };
+  if (config === null) {
+    return { dir: process.cwd(), config: null, ...DEFAULTS, keys: resolve(DEFAULTS.keys) };
+  }
   let raw: Record<string, any>;
   try {
     raw = parseToml(readFileSync(config, "utf8")) as Record<string, any>;
@@ -76,7 +85,13 @@ export function readProject(config: string | null = findConfig()): ProjectSettin
     hwm: bus.hwm ?? DEFAULTS.hwm,
     heartbeatInterval: runtime.heartbeat_interval ?? DEFAULTS.heartbeatInterval,
     tracing: tracing.enabled ?? DEFAULTS.tracing,
+    keys: resolve(dirname(config), expandHome(bus.keys ?? DEFAULTS.keys)),
+    identity: bus.identity ?? DEFAULTS.identity,
   };
+}
+
+function expandHome(path: string): string {
+  return path.startsWith("~/") ? join(homedir(), path.slice(2)) : path;
 }
 
 /** `(publish, subscribe)` of a bus URL: `tcp://H:P` → P and P+1, `ipc://x` → x.in and x.out. */
@@ -129,7 +144,8 @@ function alive(pid: number): boolean {
  * (`.loom/bus.json`), else its `[bus] url`.
  *
  * Throws {@link BusError} saying what to do when there is no bus, or when the project's bus
- * is one this SDK does not speak yet (NATS, CURVE).
+ * is one this SDK does not speak (NATS). A CURVE bus is found the same way; `connect()` loads
+ * the keys.
  */
 export function locateBus(project: ProjectSettings, url?: string): Endpoints {
   if (url) return busEndpoints(url);
@@ -137,12 +153,6 @@ export function locateBus(project: ProjectSettings, url?: string): Endpoints {
     throw new BusError(
       `${project.config}: [bus] backend = "${project.backend}": the JavaScript SDK speaks the ` +
         "ZeroMQ bus only; run `loom bridge` to join this NATS bus to a ZeroMQ one and connect there",
-    );
-  }
-  if (project.security === "curve") {
-    throw new BusError(
-      `${project.config}: [bus] security = "curve": the JavaScript SDK does not speak CURVE yet ` +
-        "(docs/security.md); run the Node agents against a plain bus on loopback",
     );
   }
   const found = readDiscovery(project.dir);

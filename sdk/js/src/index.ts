@@ -14,6 +14,7 @@ export {
   type ToolOptions,
 } from "./agent.js";
 export { BusClient, type BusOptions, type ClientStatistics } from "./bus.js";
+export { type CurveKeys, loadCurve } from "./curve.js";
 export { Context, type EmitOptions, type LogLevel, type ToolInfo } from "./context.js";
 export { busEndpoints, type Endpoints, findConfig, locateBus, readProject } from "./discovery.js";
 export { decodeMessage, type Envelope, envelope, type MessageType, PROTOCOL_VERSION } from "./envelope.js";

@@ -129,6 +129,8 @@ export class AgentRunner {
       class: this.agent.constructor.name,
       version: this.agent.version,
       language: "javascript",
+      // on a CURVE bus the broker refuses a heartbeat naming another identity than its sender's
+      ...(this.client.identity ? { identity: this.client.identity } : {}),
     };
   }
 

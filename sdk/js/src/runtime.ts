@@ -12,6 +12,7 @@ import { basename } from "node:path";
 
 import type { Agent } from "./agent.js";
 import { BusClient, type BusOptions } from "./bus.js";
+import { loadCurve } from "./curve.js";
 import { Context, type EmitOptions, TOOLS_QUERY, type ToolInfo } from "./context.js";
 import { type Endpoints, locateBus, readProject } from "./discovery.js";
 import type { Envelope } from "./envelope.js";
@@ -32,6 +33,8 @@ export interface ConnectOptions extends BusOptions {
   heartbeatInterval?: number;
   /** The service name spans carry (default `loom:<script name>`). */
   service?: string;
+  /** On a CURVE bus, the key pair to prove (default: `[bus] identity`, else `loom`). */
+  identity?: string;
 }
 
 /** Join the project's bus (or `options.url`); throws {@link BusError} saying what to do
@@ -39,7 +42,10 @@ export interface ConnectOptions extends BusOptions {
 export async function connect(options: ConnectOptions = {}): Promise<Runtime> {
   const project = readProject(options.config ?? undefined);
   const endpoints = options.endpoints ?? locateBus(project, options.url);
-  const client = await BusClient.connect(endpoints, { hwm: project.hwm, ...options });
+  const curve =
+    options.curve ??
+    (project.security === "curve" ? loadCurve(project.keys, options.identity ?? project.identity) : null);
+  const client = await BusClient.connect(endpoints, { hwm: project.hwm, ...options, curve });
   const script = basename(process.argv[1] ?? "node").replace(/\.[cm]?[jt]s$/, "");
   const runtime = new Runtime(client, {
     service: options.service ?? `loom:${script}`,

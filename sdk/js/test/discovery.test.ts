@@ -51,7 +51,7 @@ test("a live broker's bus.json wins over [bus] url; a stale one is ignored", () 
   assert.deepEqual(locateBus(settings), busEndpoints("tcp://127.0.0.1:7400"));
 });
 
-test("no bus, a NATS bus or a CURVE bus is an error saying what to do", () => {
+test("no bus or a NATS bus is an error saying what to do", () => {
   const none = readProject(join(project(""), "loom.toml"));
   assert.throws(
     () => locateBus(none),
@@ -59,7 +59,14 @@ test("no bus, a NATS bus or a CURVE bus is an error saying what to do", () => {
   );
   const nats = readProject(join(project('[bus]\nbackend = "nats"\n'), "loom.toml"));
   assert.throws(() => locateBus(nats), /loom bridge/);
-  const curve = readProject(join(project('[bus]\nsecurity = "curve"\n'), "loom.toml"));
-  assert.throws(() => locateBus(curve), /does not speak CURVE/);
   assert.throws(() => readProject(join(project("[bus\n"), "loom.toml")), /cannot read it as TOML/);
+});
+
+test("a CURVE project names its keys folder (relative to the project) and identity", () => {
+  const dir = project('[bus]\nsecurity = "curve"\nidentity = "node-1"\nkeys = "secrets"\n');
+  const settings = readProject(join(dir, "loom.toml"));
+  assert.deepEqual(
+    [settings.security, settings.identity, settings.keys],
+    ["curve", "node-1", join(dir, "secrets")],
+  );
 });

@@ -52,8 +52,13 @@ export class Context {
   ) {}
 
   /** The same agent handling `event` inside `span`. */
-  handling(event: Envelope, span: Span | null): Context {
+  handling(event: Envelope | null, span: Span | null): Context {
     return new Context(this.agentId, this.client, this.tracing, event, span, this.counter);
+  }
+
+  /** The same agent, publishing as children of `span` (itself when there is none). */
+  private within(span: Span | null): Context {
+    return span === null ? this : this.handling(this.event, span);
   }
 
   /** This process's bus client id. */
@@ -88,10 +93,7 @@ export class Context {
     const span = this.tracing.start(`request ${topic}`, SpanKind.CLIENT, this.parent(), this.agentId, {
       "loom.topic": topic,
     });
-    const inner =
-      span === null
-        ? this
-        : new Context(this.agentId, this.client, this.tracing, this.event, span, this.counter);
+    const inner = this.within(span);
     const correlationId = this.client.newId();
     const answer = this.client.expectReply(correlationId);
     let timer: NodeJS.Timeout | undefined;
@@ -152,7 +154,7 @@ export class Context {
       "gen_ai.tool.name": name,
       "loom.tool.kind": "agent",
     });
-    const inner = new Context(this.agentId, this.client, this.tracing, this.event, span, this.counter);
+    const inner = this.within(span);
     try {
       const reply = await inner.request<T>(`${TOOL_PREFIX}${name}`, args, { timeout });
       this.tracing.end(span);

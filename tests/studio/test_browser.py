@@ -231,8 +231,10 @@ class Studio:
         """Click a tab of the studio, and see that it is the one shown (a failure then
         says whether the click was taken, or the server never sent the tab's content)."""
         await self.page.get_by_text(name, exact=True).first.click()
-        active = self.page.locator(".bk-tab.bk-active")
-        await playwright_api.expect(active).to_have_text(name, timeout=WAIT_MS)
+        # tabs nest (the Traces tab holds Trace / Search / Latency): find the active one named so
+        exact = re.compile(rf"^\s*{re.escape(name)}\s*$")
+        active = self.page.locator(".bk-tab.bk-active").filter(has_text=exact)
+        await playwright_api.expect(active).to_have_count(1, timeout=WAIT_MS)
 
     async def shot(self, name: str, folder: Path) -> None:
         await self.page.screenshot(path=folder / name, full_page=True)

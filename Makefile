@@ -4,12 +4,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install browser mcp-inspector labextension phoenix sdk-js demo test test-fast lint bench clean
+.PHONY: install browser mcp-inspector labextension phoenix sdk-js docs demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,demo]'
+	$(PY) -m pip install --quiet -e '.[test,demo,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -83,6 +83,11 @@ test: install browser mcp-inspector labextension phoenix sdk-js
 	$(PY) -m pytest --cov --cov-append --cov-report=term tests/jupyterlab
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks demo/market_analyst.ipynb
 
+# The documentation site, from docs/ and the docstrings, into site/ (open site/index.html
+# through a local server: `python -m http.server -d site`). Offline: no CDN fonts or scripts.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 test-fast: install sdk-js
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -x tests
 
@@ -94,5 +99,5 @@ bench: install
 	$(VENV)/bin/loom bench
 
 clean:
-	rm -rf $(VENV) .venv-phoenix .pytest_cache .coverage* .loom $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
+	rm -rf $(VENV) .venv-phoenix .pytest_cache .coverage* .loom site $(LABEXT)/node_modules $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
 		$(SDKJS)/node_modules $(SDKJS)/dist $(SDKJS)/build

@@ -65,7 +65,8 @@ def on_event(
         qos: ``"reliable"`` (default, in order, gaps reported), ``"realtime"`` (bounded
             mailbox, oldest dropped and counted) or ``"batched"`` (the handler gets lists).
         mailbox_size: mailbox bound (default: ``[runtime] mailbox_size`` for realtime).
-        max_size, max_delay: batch limits for ``qos="batched"``.
+        max_size: the most events one batch holds, for ``qos="batched"``.
+        max_delay: the most seconds a batch waits after its first event, for ``qos="batched"``.
         timeout: seconds one call may run; past it the handler is cancelled, the error
             is published on ``loom.agent.<id>.error`` and a requester gets an error reply
             (:class:`~loom_kernel.errors.HandlerTimeout`). Default: ``[runtime]

@@ -130,7 +130,8 @@ class Memory:
 
         Args:
             text: words to find (full-text, any order, case-insensitive; no query syntax).
-            kind, key: exact matches.
+            kind: exact match of the item's kind.
+            key: exact match of the item's key.
             since: epoch seconds, a datetime (naive: local time) or a timedelta (the last ...).
             limit: 1 to 1000 items.
             agent: None: this agent's items; ``"*"``: every agent's; else that agent's.

@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,demo,docs]'
+	$(PY) -m pip install --quiet -e '.[all,nats,test,demo,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP)

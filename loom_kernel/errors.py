@@ -17,6 +17,7 @@ __all__ = [
     "LoomError",
     "LoomTimeoutError",
     "MemoryQueryError",
+    "MissingExtra",
     "ProtocolError",
     "ReloadError",
     "RemoteError",
@@ -57,6 +58,11 @@ class ProtocolError(LoomError, ValueError):
 
 class BusError(LoomError):
     """The bus cannot be reached, started or used."""
+
+
+class MissingExtra(LoomError, ImportError):
+    """A feature's optional dependency is not installed: the message names the pip extra
+    that brings it (``pip install 'loom-studio[llm]'``)."""
 
 
 class ToolError(LoomError):

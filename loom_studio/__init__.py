@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from loom_kernel.extras import require
+
 if TYPE_CHECKING:
     from .builder.view import Builder
     from .dashboard import Dashboard
@@ -55,6 +57,7 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'loom_studio' has no attribute {name!r}")
+    require("panel", f"loom_studio.{name}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

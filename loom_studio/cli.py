@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from loom_kernel import LoomError, load_config
+from loom_kernel.extras import require
 
 if TYPE_CHECKING:
     from .tenant import TenantView
@@ -42,6 +43,7 @@ def studio(
     It joins the running bus by discovery (or starts one that agents then join) and
     reads traces from the project's span store. Example: `loom studio --port 5006`.
     """
+    require("panel", "`loom studio`")
     if project is not None:  # the project is where its files are found: work from there
         os.chdir(project)
     from .access import SECRET_ENV  # here: `loom --help` does not load Tornado

@@ -32,6 +32,7 @@ PUBLIC_NAMESPACES = (
     "loom_kernel",
     "loom_kernel.config",
     "loom_kernel.errors",
+    "loom_kernel.extras",
     "loom_kernel.stats",
     "loom_kernel.protocol",
     "loom_kernel.bus",

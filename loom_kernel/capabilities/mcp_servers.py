@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from ..config import ENV_REFERENCE, MCPServerConfig
 from ..errors import ToolError, ToolTimeout
+from ..extras import require
 from .tools import ToolInfo, check_arguments
 
 __all__ = ["MCPServer", "MCPServerStatistics", "tool_result_data"]
@@ -377,6 +378,7 @@ def _import_sdk() -> None:
     """Import what the first call needs (jsonschema, for check_arguments, takes ~0.7 s)."""
     import importlib
 
+    require("mcp", "MCP servers ([mcp.*] in loom.toml)")
     for module in ("jsonschema", "mcp.client.stdio", "mcp.client.streamable_http"):
         importlib.import_module(module)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..capabilities import ToolInfo, check_arguments, load_validator
 from ..errors import LoomError, ToolError
+from ..extras import require
 from ..tracing.otel import current_traceparent
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class ToolBridge:
 
 def bridge_server(bridge: ToolBridge) -> Server[Any]:
     """A low-level MCP ``Server`` serving ``bridge``'s tools."""
+    require("mcp", "`loom mcp serve`")
     import mcp_types as types
     from mcp.server.lowlevel import Server
 

@@ -7,7 +7,7 @@
 - :mod:`.connection`: a process's place on a NATS bus (the runtime's view of it);
 - :mod:`.server`: local ``nats-server`` processes for development, benchmarks and tests.
 
-nats-py is imported only when a client connects (``pip install 'loom[nats]'``).
+nats-py is imported only when a client connects (``pip install 'loom-studio[nats]'``).
 """
 
 from .client import NatsClient, NatsOptions

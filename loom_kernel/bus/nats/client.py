@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from ...errors import BusError, ProtocolError, TopicError
+from ...extras import require
 from ...protocol import reserved
 from ...protocol.envelope import PROTOCOL_VERSION, Envelope, decode_data
 from ...protocol.topics import compile_pattern
@@ -126,7 +127,7 @@ class NatsClient:
         """
         if self.connected:
             return
-        import nats  # the optional dependency: `pip install loom[nats]`
+        nats = require("nats", 'a NATS bus ([bus] backend = "nats")')
 
         settings = {
             "name": self.client_id, "connect_timeout": min(timeout, 2.0),

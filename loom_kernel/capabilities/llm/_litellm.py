@@ -8,6 +8,8 @@ import sys
 import warnings
 from typing import Any
 
+from ...extras import require
+
 __all__ = ["connection_failed", "cost_of", "import_litellm", "load_litellm", "provider_key_set"]
 
 
@@ -20,7 +22,7 @@ def load_litellm() -> Any:
     # come from its lazy imports at the first call, hence process-wide filters).
     warnings.filterwarnings("ignore", module=r"litellm(\.|$)")
     warnings.filterwarnings("ignore", message=r".*`ReadOnly` qualifier", category=UserWarning)
-    import litellm as module
+    module = require("litellm", "LLM calls (ctx.llm, [llm.*] in loom.toml)")
 
     module.telemetry = False
     module.suppress_debug_info = True

@@ -1,0 +1,144 @@
+"""The package as a user gets it: ``python -m build`` makes a wheel and an sdist, and the
+wheel installed into a fresh venv (no checkout on its path) runs ``loom init`` -> ``loom run``
+-> ``loom tools`` and ``loom studio``, and brings the JupyterLab extension. A venv with the
+kernel alone says which extra the studio needs.
+
+Slow (two venvs filled from the package registry, pip's cache making it ~1-2 min), so it runs
+once, in the parallel suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.timeout(900)
+
+STUDIO_LINE = re.compile(r"Loom studio.*(http://127\.0\.0\.1:\d+/)")
+
+
+def run(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
+    """Run a command with no checkout on its path; its output (fails with it)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOOM_CONFIG")}
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run(sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", out, REPO, timeout=300)
+    return out
+
+
+def venv(folder: Path, requirement: str) -> Path:
+    """A fresh venv with ``requirement`` installed; its bin folder."""
+    run(sys.executable, "-m", "venv", folder)
+    run(folder / "bin" / "python", "-m", "pip", "install", "--quiet", requirement)
+    return folder / "bin"
+
+
+def test_the_wheel_and_sdist_hold_the_package_its_types_and_the_lab_extension(dist: Path) -> None:
+    [wheel] = dist.glob("*.whl")
+    [sdist] = dist.glob("*.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "loom_kernel/py.typed" in names and "loom_studio/py.typed" in names
+    lab = "share/jupyter/labextensions/@loom-studio/jupyterlab/package.json"
+    assert any(n.endswith(lab) for n in names)
+    assert not any(n.startswith(("tests/", "demo/", "sdk/")) for n in names)
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    extras = set(
+        re.findall(r"^Provides-Extra: (\S+)$", zipfile.ZipFile(wheel).read(metadata).decode(), re.M)
+    )
+    assert {"studio", "jupyter", "llm", "mcp", "demo", "nats", "all"} <= extras
+    assert sdist.stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("user") / "hello-loom"
+
+
+def test_a_fresh_venv_runs_init_run_tools_studio_and_jupyterlab(
+    dist: Path, project: Path, tmp_path: Path
+) -> None:
+    [wheel] = dist.glob("*.whl")
+    bin_ = venv(tmp_path / "venv", f"{wheel}[all]")
+    code = "import loom_kernel; print(loom_kernel.__file__)"
+    where = run(bin_ / "python", "-c", code, cwd=tmp_path)
+    assert where.startswith(str(tmp_path / "venv")), where  # the wheel's, not the checkout's
+    run(bin_ / "loom", "init", project)
+    supervisor = subprocess.Popen([bin_ / "loom", "run"], cwd=project, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        tools = wait_for(lambda: run(bin_ / "loom", "tools", "--json", cwd=project), "greeter")
+        assert any(t["provider"] == "agent:greeter" for t in json.loads(tools))
+        studio = subprocess.Popen([bin_ / "loom", "studio", "--port", "0"], cwd=project,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            url = read_url(studio)
+            page = urllib.request.urlopen(url, timeout=30).read().decode()
+            assert "<title>Loom studio</title>" in page
+        finally:
+            studio.send_signal(signal.SIGINT)
+            studio.wait(30)
+    finally:
+        supervisor.send_signal(signal.SIGINT)
+        supervisor.wait(60)
+    extensions = run(bin_ / "jupyter", "labextension", "list")
+    assert re.search(r"loom\S*\s.*enabled.*OK", extensions), extensions
+
+
+def test_the_kernel_alone_says_which_extra_the_studio_needs(dist: Path, tmp_path: Path) -> None:
+    [wheel] = dist.glob("*.whl")
+    bin_ = venv(tmp_path / "venv", str(wheel))
+    done = subprocess.run([bin_ / "loom", "studio"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    said = " ".join((done.stdout + done.stderr).split())  # the console wraps long lines
+    assert (
+        "`loom studio` needs panel, which is not installed: pip install 'loom-studio[studio]'"
+        in said
+    )
+    probe = "import loom_kernel, sys; print([m for m in ('panel', 'litellm') if m in sys.modules])"
+    assert run(bin_ / "python", "-c", probe, cwd=tmp_path).strip() == "[]"
+
+
+def wait_for(read: object, text: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            output = read()  # type: ignore[operator]
+        except AssertionError:
+            output = ""
+        if text in output:
+            return output
+        assert time.monotonic() < deadline, f"{text!r} never showed: {output[-2000:]}"
+        time.sleep(0.5)
+
+
+def read_url(studio: subprocess.Popen) -> str:
+    assert studio.stderr is not None
+    seen = []
+    for line in studio.stderr:
+        seen.append(line)
+        found = STUDIO_LINE.search(line)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"loom studio exited: {''.join(seen)[-2000:]}")

@@ -9,7 +9,7 @@ once, in the parallel suite.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import signal
@@ -33,6 +33,7 @@ STUDIO_LINE = re.compile(r"Loom studio.*(http://127\.0\.0\.1:\d+/)")
 def run(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
     """Run a command with no checkout on its path; its output (fails with it)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOOM_CONFIG")}
+    env["COLUMNS"] = "200"  # the tables print whole names (a pipe is 80 columns to rich)
     done = subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -75,34 +76,70 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("user") / "hello-loom"
 
 
-def test_a_fresh_venv_runs_init_run_tools_studio_and_jupyterlab(
-    dist: Path, project: Path, tmp_path: Path
-) -> None:
+#: docs/getting-started.md's commands, in its order (the test checks the page still says them)
+TUTORIAL = [
+    "loom init hello-loom",
+    "loom run",
+    "loom status",
+    """loom publish hello.world '{"name": "Ada"}' --request""",
+    "loom tools",
+    "loom create agent prices --template producer",
+    "loom subscribe 'prices.*' --count 3",
+    "loom studio",
+]
+
+
+def test_the_getting_started_page_says_the_commands_this_test_runs() -> None:
+    page = (REPO / "docs" / "getting-started.md").read_text()
+    for command in TUTORIAL:
+        assert command in page, command
+
+
+def test_a_fresh_venv_follows_getting_started(dist: Path, project: Path, tmp_path: Path) -> None:
     [wheel] = dist.glob("*.whl")
     bin_ = venv(tmp_path / "venv", f"{wheel}[all]")
     code = "import loom_kernel; print(loom_kernel.__file__)"
     where = run(bin_ / "python", "-c", code, cwd=tmp_path)
     assert where.startswith(str(tmp_path / "venv")), where  # the wheel's, not the checkout's
-    run(bin_ / "loom", "init", project)
-    supervisor = subprocess.Popen([bin_ / "loom", "run"], cwd=project, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        tools = wait_for(lambda: run(bin_ / "loom", "tools", "--json", cwd=project), "greeter")
-        assert any(t["provider"] == "agent:greeter" for t in json.loads(tools))
-        studio = subprocess.Popen([bin_ / "loom", "studio", "--port", "0"], cwd=project,
-                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            url = read_url(studio)
-            page = urllib.request.urlopen(url, timeout=30).read().decode()
+    loom = str(bin_ / "loom")
+    run(loom, "init", project.name, cwd=project.parent)
+    with running(loom, "run", cwd=project):
+        wait_for(lambda: run(loom, "status", cwd=project), "greeter")
+        reply = wait_for(
+            lambda: run(
+                loom, "publish", "hello.world", '{"name": "Ada"}', "--request", cwd=project
+            ),
+            "Hello, Ada!",
+        )
+        assert "Hello, Ada!" in reply
+        assert "greeter.greet" in run(loom, "tools", cwd=project)
+        run(loom, "create", "agent", "prices", "--template", "producer", cwd=project)
+    with running(loom, "run", cwd=project):
+        wait_for(lambda: run(loom, "status", cwd=project), "prices")  # the new agent runs
+        ticks = run(loom, "subscribe", "prices.*", "--count", "3", cwd=project, timeout=120)
+        assert ticks.count("prices.tick") >= 3, ticks
+        with running(loom, "studio", "--port", "0", cwd=project, stderr=subprocess.PIPE) as studio:
+            page = urllib.request.urlopen(read_url(studio), timeout=30).read().decode()
             assert "<title>Loom studio</title>" in page
-        finally:
-            studio.send_signal(signal.SIGINT)
-            studio.wait(30)
-    finally:
-        supervisor.send_signal(signal.SIGINT)
-        supervisor.wait(60)
     extensions = run(bin_ / "jupyter", "labextension", "list")
     assert re.search(r"loom\S*\s.*enabled.*OK", extensions), extensions
+
+
+@contextlib.contextmanager
+def running(*args: str, cwd: Path, stderr: int = subprocess.STDOUT) -> Iterator[subprocess.Popen]:
+    """A command running until the block ends, then stopped as Ctrl-C stops it."""
+    process = subprocess.Popen(
+        list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_the_kernel_alone_says_which_extra_the_studio_needs(dist: Path, tmp_path: Path) -> None:

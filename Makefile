@@ -72,7 +72,7 @@ $(PHOENIX):
 phoenix: $(PHOENIX)
 
 test: install browser mcp-inspector labextension phoenix sdk-js
-	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks
+	$(PY) -m ruff check loom_kernel loom_studio tests examples demo benchmarks docs/_hooks
 	# the JavaScript SDK's own tests (node's test runner; its interop tests with Python
 	# agents are tests/sdk, in the parallel suite below)
 	cd $(SDKJS) && npm test --silent
@@ -92,8 +92,8 @@ test-fast: install sdk-js
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -x tests
 
 lint: install
-	$(PY) -m ruff check --fix loom_kernel loom_studio tests examples demo benchmarks
-	$(PY) -m ruff format loom_kernel loom_studio tests examples demo benchmarks
+	$(PY) -m ruff check --fix loom_kernel loom_studio tests examples demo benchmarks docs/_hooks
+	$(PY) -m ruff format loom_kernel loom_studio tests examples demo benchmarks docs/_hooks
 
 bench: install
 	$(VENV)/bin/loom bench

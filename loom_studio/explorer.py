@@ -162,6 +162,7 @@ class TopicExplorer(InlineViewer):
 
     @property
     def runtime(self) -> Runtime | None:
+        """The runtime the explorer publishes test events through, if any."""
         return self._runtime or self.index.runtime
 
     def select(self, topic: str) -> None:
@@ -225,6 +226,7 @@ class TopicExplorer(InlineViewer):
 
     @property
     def running(self) -> bool:
+        """True while the explorer refreshes itself."""
         return self._callback is not None and self._callback.running
 
     def stop(self) -> None:

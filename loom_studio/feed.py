@@ -269,6 +269,7 @@ class StudioFeed:
         return float(self.history[-1]["events"]) if self.history else 0.0
 
     def statistics(self) -> dict[str, Any]:
+        """What the feed took in, keeps and dropped, and its observer agent's statistics."""
         observer = self.runtime.agents.get(self.observer_id) if self.runtime else None
         stats = observer.statistics() if observer else None
         return {
@@ -285,6 +286,7 @@ class StudioFeed:
 
     @property
     def observer_id(self) -> str:
+        """The id of the observer agent that feeds this process's studio components."""
         return f"{OBSERVER}{os.getpid()}"
 
     async def attach(self, runtime: Runtime) -> None:
@@ -303,6 +305,7 @@ class StudioFeed:
         return self
 
     async def aclose(self) -> None:
+        """Stop feeding: stop the observer agent (and the runtime, if the feed opened it)."""
         if self.runtime is None:
             return
         if self._owns_runtime:

@@ -513,6 +513,7 @@ class History(InlineViewer):
 
     @property
     def running(self) -> bool:
+        """True while the view refreshes itself."""
         return self._callback is not None
 
     def stop(self) -> None:

@@ -508,6 +508,7 @@ class Traces(InlineViewer):
 
     @property
     def running(self) -> bool:
+        """True while the view refreshes itself."""
         return self._callback is not None
 
     def stop(self) -> None:

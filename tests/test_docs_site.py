@@ -32,6 +32,10 @@ def test_the_site_builds_strictly_and_offline(tmp_path: Path) -> None:
     loading = [page for page in pages if EXTERNAL_LOAD.search(page.read_text(errors="replace"))]
     assert loading == []
     assert (tmp_path / "js-sdk" / "index.html").is_file()
+    nav = (REPO / "mkdocs.yml").read_text()
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):  # a tutorial page each
+        assert (tmp_path / "tutorials" / notebook.stem / "index.html").is_file(), notebook
+        assert f"tutorials/{notebook.stem}.md" in nav, f"add {notebook.stem} to mkdocs.yml's nav"
     assert "def open_runtime" not in (tmp_path / "api" / "index.html").read_text()  # no source
     assert "open_runtime" in (tmp_path / "api" / "index.html").read_text()
 
@@ -42,3 +46,11 @@ def test_the_api_reference_lists_every_public_name() -> None:
     public |= {f"loom_studio.{name}" for name in loom_studio.__all__}
     assert public - listed == set(), "add them to docs/api.md"
     assert listed - public == set(), "docs/api.md lists names that are not public"
+
+
+def test_every_entry_of_the_api_reference_ends_with_an_example() -> None:
+    text = (REPO / "docs" / "api.md").read_text()
+    entries = re.split(r"^::: \S+$", text, flags=re.M)[1:]
+    names = re.findall(r"^::: (\S+)$", text, re.M)
+    bare = [name for name, body in zip(names, entries, strict=True) if "```python" not in body]
+    assert bare == [], "give each an example in docs/api.md"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+from typing import Any
 
 import pytest
 
@@ -141,3 +143,31 @@ def test_module_all_names_exist(module_name: str) -> None:
     module = importlib.import_module(module_name)
     for name in module.__all__:
         assert hasattr(module, name), f"{module_name}.__all__ lists missing {name!r}"
+
+
+def _undocumented(package: Any) -> list[str]:
+    """Public names of ``package``, and the public methods and properties of its classes,
+    that have no docstring of their own."""
+    missing = []
+    for name in package.__all__:
+        if name.startswith("__"):
+            continue
+        obj = getattr(package, name)
+        if not (obj.__doc__ or "").strip():
+            missing.append(name)
+        if not inspect.isclass(obj):
+            continue
+        for attribute, value in vars(obj).items():
+            member = (
+                value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+            )
+            if attribute.startswith("_") or not (callable(member) or isinstance(value, property)):
+                continue
+            if not (getattr(member, "__doc__", None) or "").strip():
+                missing.append(f"{name}.{attribute}")
+    return missing
+
+
+@pytest.mark.parametrize("package", ["loom_kernel", "loom_studio"])
+def test_every_public_name_and_method_has_a_docstring(package: str) -> None:
+    assert _undocumented(importlib.import_module(package)) == []

@@ -155,6 +155,7 @@ class Agent:
         return [spec for _, spec in _marked(type(self), "__loom_tool__")]
 
     def handler_for(self, spec: HandlerSpec) -> Callable[[Envelope, Context], Awaitable[Any]]:
+        """The bound method that handles ``spec``'s events."""
         return getattr(self, spec.name)
 
     async def on_start(self, ctx: Context) -> None:

@@ -126,6 +126,7 @@ class Subscription:
 
     @property
     def qos(self) -> str:
+        """The subscription's quality of service: ``realtime``, ``reliable`` or ``batched``."""
         return self.mailbox.qos
 
     def __aiter__(self) -> Subscription:
@@ -147,9 +148,11 @@ class Subscription:
         return item if self.view is None else self.view(item)
 
     def statistics(self) -> MailboxStatistics:
+        """What the subscription's mailbox received, holds and dropped."""
         return self.mailbox.statistics()
 
     async def aclose(self) -> None:
+        """Unsubscribe: no event is delivered to it afterwards."""
         await self.transport.unsubscribe(self)
 
     async def __aenter__(self) -> Subscription:

@@ -80,6 +80,7 @@ class MemoryItem:
     durable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        """The item as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 

@@ -53,6 +53,7 @@ class ToolInfo:
     aliases: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
+        """The tool as ``loom.tools.query`` lists it (docs/PROTOCOL.md section 6)."""
         return {
             "name": self.name,
             "description": self.description,
@@ -66,6 +67,7 @@ class ToolInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolInfo:
+        """A tool from a ``loom.tools.query`` answer (defaults for missing keys)."""
         return cls(
             name=str(data["name"]),
             description=str(data.get("description") or ""),

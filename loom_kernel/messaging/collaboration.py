@@ -62,6 +62,7 @@ class FanInResult:
 
     @property
     def data(self) -> list[Any]:
+        """The data of the gathered events, in arrival order."""
         return [event.data for event in self.events]
 
     def __len__(self) -> int:
@@ -323,6 +324,7 @@ class ContractResult:
 
     @property
     def winners(self) -> list[str]:
+        """The ids of the bidders that were awarded the task."""
         return [bid.source for bid in self.awarded]
 
 

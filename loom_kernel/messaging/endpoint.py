@@ -179,6 +179,7 @@ class Endpoint:
         return self.transport.expect_replies(self.inbox, correlation_id, box)
 
     def forget(self, correlation_id: str) -> None:
+        """Stop collecting replies to ``correlation_id`` (see :meth:`expect_replies`)."""
         self.transport.forget(self.inbox, correlation_id)
 
     # -- subscriptions ---------------------------------------------------------------

@@ -317,6 +317,8 @@ class Runtime:
         return dict(self._runners)
 
     def status(self, agent_id: str) -> str:
+        """A running agent's status: ``starting``, ``running``, ``idle``, ``stalled``,
+        ``stopped`` or ``failed``."""
         return self._runners[agent_id].status
 
     def _live_runners(self) -> list[AgentRunner]:
@@ -510,6 +512,7 @@ class Runtime:
     # -- statistics ------------------------------------------------------------------
 
     def statistics(self) -> RuntimeStatistics:
+        """The client's, every agent's and (if this process hosts it) the broker's statistics."""
         broker = self.broker
         return RuntimeStatistics(
             client=self.client.statistics().to_dict(),

@@ -186,6 +186,7 @@ class SpanStore:
         return db
 
     def close(self) -> None:
+        """Close this thread's connection to the store's file."""
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()

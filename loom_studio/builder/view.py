@@ -134,6 +134,7 @@ class Builder(InlineViewer):
         return ProjectModel(self.model.folder, agents, self.model.llms, self.model.problems)
 
     def redraw(self) -> None:
+        """Draw the graph again from the code, the pending edits and the live rates."""
         model = self.combined()
         rates = self._delivery_rates()
         nodes = [
@@ -151,6 +152,7 @@ class Builder(InlineViewer):
 
     @_on_page
     def say(self, message: str) -> None:
+        """Show a message under the canvas."""
         self.canvas.message = message
 
     # -- what the canvas asks ----------------------------------------------------------------
@@ -297,6 +299,7 @@ class Builder(InlineViewer):
             self._callback = pn.state.add_periodic_callback(self._live, period=self.refresh_ms)
 
     def stop(self) -> None:
+        """Stop refreshing the live rates and statuses."""
         if self._callback is not None:
             self._callback.stop()
             self._callback = None

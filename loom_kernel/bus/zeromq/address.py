@@ -30,4 +30,5 @@ class BusAddress:
             raise BusError(str(exc)) from None
 
     def to_dict(self) -> dict[str, str]:
+        """``{"publish", "subscribe"}``: the two endpoints, as ``.loom/bus.json`` holds them."""
         return {"publish": self.publish, "subscribe": self.subscribe}

@@ -285,6 +285,7 @@ class LLMProvider(ABC):
         response: LLMResponse | None = None,
         error: Exception | None = None,
     ) -> None:
+        """End a call's span with the response's usage, or mark it failed with ``error``."""
         if span is None:
             return
         if response is not None:
@@ -440,6 +441,7 @@ class LLMProvider(ABC):
             report(reserved.llm_usage(self.name), data)
 
     def statistics(self) -> LLMStatistics:
+        """Calls, errors, tokens, cost and latency of this model so far."""
         p50, p99 = self.latency.percentiles_ms(50, 99)
         return LLMStatistics(
             name=self.name,

@@ -81,7 +81,7 @@ TUTORIAL = [
     "loom init hello-loom",
     "loom run",
     "loom status",
-    """loom publish hello.world '{"name": "Ada"}' --request""",
+    """loom request hello.world '{"name": "Ada"}'""",
     "loom tools",
     "loom create agent prices --template producer",
     "loom subscribe 'prices.*' --count 3",
@@ -106,9 +106,7 @@ def test_a_fresh_venv_follows_getting_started(dist: Path, project: Path, tmp_pat
     with running(loom, "run", cwd=project):
         wait_for(lambda: run(loom, "status", cwd=project), "greeter")
         reply = wait_for(
-            lambda: run(
-                loom, "publish", "hello.world", '{"name": "Ada"}', "--request", cwd=project
-            ),
+            lambda: run(loom, "request", "hello.world", '{"name": "Ada"}', cwd=project),
             "Hello, Ada!",
         )
         assert "Hello, Ada!" in reply

@@ -35,7 +35,9 @@ for _action in ("start", "stop", "restart"):
     app.command(_action)(run._control(_action))
 app.command("status")(run.status)
 app.command("logs")(run.logs)
-app.command("publish")(run.publish)
+app.command("emit")(run.emit)
+app.command("request")(run.request)
+app.command("publish", hidden=True)(run.publish)  # the former `emit`, for one release
 app.command("subscribe")(run.subscribe)
 
 

@@ -6,7 +6,8 @@
 - ``loom status``: agents, their state and rates, from the bus;
 - ``loom logs [AGENT] [-f]``: recent log lines (kept by the supervisor) and, with
   ``-f``, the new ones as they travel on ``loom.log.<agent>``;
-- ``loom publish TOPIC JSON`` / ``loom subscribe PATTERN``: the bus from a terminal.
+- ``loom emit TOPIC JSON`` / ``loom request TOPIC JSON`` / ``loom subscribe PATTERN``: the
+  bus from a terminal, with the verbs of ``ctx.emit`` and ``ctx.request``.
 """
 
 from __future__ import annotations
@@ -416,37 +417,68 @@ def _print_line(out: Console, line: dict[str, Any]) -> None:
     out.print(f"{when} [{colour}]{level:<7}[/] {line.get('agent')}: {message}")
 
 
-# -- loom publish / subscribe --------------------------------------------------------
+# -- loom emit / request / subscribe ---------------------------------------------------
+
+TopicArgument = Annotated[str, typer.Argument(help="A concrete topic, e.g. market.price.AAPL.")]
+DataArgument = Annotated[str, typer.Argument(help="JSON data, e.g. '{\"price\": 1.5}'.")]
+TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for a reply.")]
+
+
+def emit(topic: TopicArgument, data: DataArgument = "null", config: ConfigOption = None) -> None:
+    """Publish one event on the project's bus, as `ctx.emit` does.
+
+    Example: `loom emit hello.world '{"name": "Ada"}'`.
+    """
+    asyncio.run(_emit_or_request(load_project(config), topic, _json(data), None))
+
+
+def request(
+    topic: TopicArgument,
+    data: DataArgument = "null",
+    timeout: TimeoutOption = 5.0,
+    config: ConfigOption = None,
+) -> None:
+    """Send a request on the project's bus and print the first reply, as `ctx.request` does.
+
+    Example: `loom request hello.world '{"name": "Ada"}'`.
+    """
+    asyncio.run(_emit_or_request(load_project(config), topic, _json(data), timeout))
 
 
 def publish(
-    topic: Annotated[str, typer.Argument(help="A concrete topic, e.g. market.price.AAPL.")],
-    data: Annotated[str, typer.Argument(help="JSON data, e.g. '{\"price\": 1.5}'.")] = "null",
+    topic: TopicArgument,
+    data: DataArgument = "null",
     request: Annotated[
         bool, typer.Option("--request", help="Wait for a reply and print it.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for a reply.")] = 5.0,
+    timeout: TimeoutOption = 5.0,
     config: ConfigOption = None,
 ) -> None:
-    """Publish one event on the project's bus (or send a request with --request).
+    """The former name of `loom emit` (and, with --request, of `loom request`): kept for one
+    release, hidden from the command list."""
+    Console(stderr=True).print(
+        "note: `loom publish` is now `loom emit`, and `loom publish --request` is `loom request`"
+    )
+    asyncio.run(
+        _emit_or_request(load_project(config), topic, _json(data), timeout if request else None)
+    )
 
-    Example: `loom publish hello.world '{"name": "Ada"}' --request`.
-    """
+
+def _json(data: str) -> Any:
     try:
-        value = json.loads(data)
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         raise LoomError(
             f"DATA is not JSON ({exc.msg} at column {exc.colno}): quote it, e.g. '{{\"x\": 1}}'"
         ) from None
-    settings = load_project(config)
-    asyncio.run(_publish(settings, topic, value, request, timeout))
 
 
-async def _publish(
-    settings: LoomConfig, topic: str, value: Any, request: bool, timeout: float
+async def _emit_or_request(
+    settings: LoomConfig, topic: str, value: Any, timeout: float | None
 ) -> None:
+    """Emit ``value`` on ``topic``, or (with a ``timeout``) request and print the reply."""
     async with _joined(settings) as rt:
-        if request:
+        if timeout is not None:
             reply = await rt.request(topic, value, timeout=timeout)
             print(json.dumps(reply.data, indent=2, default=str))
         else:

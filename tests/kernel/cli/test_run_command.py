@@ -159,7 +159,7 @@ def test_run_status_publish_logs_stop_restart_and_a_crash(supervised) -> None:
     assert rows["crashy"]["worker"] == rows["pair"]["worker"] == "risky"
     assert rows["crashy"]["pid"] == rows["pair"]["pid"] != rows["echo"]["pid"]
 
-    reply = loom(project, "publish", "echo.hi", '{"n": 1}', "--request")
+    reply = loom(project, "request", "echo.hi", '{"n": 1}')
     assert reply.returncode == 0, reply.stderr
     assert json.loads(reply.stdout)["by"] in ("echo", "pair")
 
@@ -170,7 +170,7 @@ def test_run_status_publish_logs_stop_restart_and_a_crash(supervised) -> None:
 
     # a crash is restarted, with its group
     before = rows["crashy"]["pid"]
-    assert loom(project, "publish", "crash.now").returncode == 0
+    assert loom(project, "emit", "crash.now").returncode == 0
     after = wait_for(
         lambda: (r := status(project))["crashy"]["restarts"] >= 1 and r["crashy"]["pid"] and r
     )
@@ -234,7 +234,7 @@ def test_logs_follow_prints_new_lines(supervised) -> None:
         def followed() -> bool:
             nonlocal n
             n += 1
-            loom(project, "publish", "echo.x", json.dumps({"n": n}))
+            loom(project, "emit", "echo.x", json.dumps({"n": n}))
             return output.has(f"echoing {{'n': {n}}}")
 
         wait_for(followed, timeout=60, every=0.5)
@@ -253,7 +253,7 @@ def test_subscribe_prints_events_as_json(supervised) -> None:
     output = Output(listener)
 
     def heard() -> bool:  # publish until the listener, once subscribed, got one and quit
-        loom(project, "publish", "echo.y", '{"k": "v"}')
+        loom(project, "emit", "echo.y", '{"k": "v"}')
         return listener.poll() is not None
 
     wait_for(heard, timeout=60, every=0.5)
@@ -307,19 +307,25 @@ def test_commands_without_a_project_or_a_bus_say_what_to_do(tmp_path: Path) -> N
     done = loom(empty, "run")
     assert done.returncode == 1 and "no loom.toml here or above" in done.stderr
     project = make_project(tmp_path / "idle")
-    for args in (["status"], ["stop", "echo"], ["publish", "a.b"], ["logs"]):
+    for args in (["status"], ["stop", "echo"], ["emit", "a.b"], ["request", "a.b"], ["logs"]):
         done = loom(project, *args)
         assert done.returncode == 1, args
         assert "no bus runs for this project" in done.stderr, args
-    bad_json = loom(project, "publish", "a.b", "{nope")
+    bad_json = loom(project, "emit", "a.b", "{nope")
     assert bad_json.returncode == 1 and "DATA is not JSON" in bad_json.stderr
+    former = loom(project, "publish", "a.b", "--request")  # the old name, for one release
+    said = " ".join(former.stderr.split())
+    assert (
+        "`loom publish` is now `loom emit`, and `loom publish --request` is `loom request`" in said
+    )
+    assert former.returncode == 1 and "no bus runs for this project" in said
 
 
 def test_a_bad_bus_url_is_one_clear_error_not_a_traceback(tmp_path: Path) -> None:
     # regression: `loom status` printed a 67-line ZMQError traceback, `loom publish` said
     # "no bus runs for this project"
     project = make_project(tmp_path / "badurl", '[bus]\nurl = "tcp://not a host:7355"\n')
-    for args in (["status"], ["publish", "a.b"], ["run"]):
+    for args in (["status"], ["emit", "a.b"], ["run"]):
         done = loom(project, *args)
         assert done.returncode == 1, args
         assert "Traceback" not in done.stderr, args

@@ -9,6 +9,7 @@ with :mod:`loom_kernel.config` and :mod:`loom_kernel.errors` under them all.
 """
 
 from . import _compat
+from ._version import __version__
 from .agents import Agent, Context, on_event, tool
 from .bus import BusAddress, Subscription
 from .capabilities import LLMProvider, LLMResponse, Memory, MemoryItem, ToolCall, ToolInfo, Usage
@@ -37,8 +38,6 @@ from .tracing import SpanStore
 _compat.install()
 
 capability = tool  # the SPEC's alias: @capability("name") is @tool("name")
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Agent",

@@ -29,6 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+from .._version import __version__
 from ..protocol.spans import Span, SpanEvent, current_span
 from .semconv import export_attributes, export_name
 
@@ -50,7 +51,7 @@ _KIND = {
 }
 _KIND_NAME = {value: key for key, value in _KIND.items()}
 _STATUS = {"unset": StatusCode.UNSET, "ok": StatusCode.OK, "error": StatusCode.ERROR}
-_SCOPE = InstrumentationScope("loom", "0.1.0")
+_SCOPE = InstrumentationScope("loom", __version__)
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _sinks: list[Callable[[Span], None]] = []

@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +28,8 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.timeout(900)
 
 STUDIO_LINE = re.compile(r"Loom studio.*(http://127\.0\.0\.1:\d+/)")
+#: `loom run` says this once its bus runs and its workers are started
+RUN_READY = re.compile(r"worker\(s\) on")
 
 
 def run(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
@@ -103,34 +105,43 @@ def test_a_fresh_venv_follows_getting_started(dist: Path, project: Path, tmp_pat
     assert where.startswith(str(tmp_path / "venv")), where  # the wheel's, not the checkout's
     loom = str(bin_ / "loom")
     run(loom, "init", project.name, cwd=project.parent)
-    with running(loom, "run", cwd=project):
-        wait_for(lambda: run(loom, "status", cwd=project), "greeter")
-        reply = wait_for(
-            lambda: run(loom, "request", "hello.world", '{"name": "Ada"}', cwd=project),
-            "Hello, Ada!",
-        )
+    with running(loom, "run", cwd=project, ready=RUN_READY):
+        live(loom, project, "greeter")
+        assert "greeter" in run(loom, "status", cwd=project)
+        reply = run(loom, "request", "hello.world", '{"name": "Ada"}', cwd=project)
         assert "Hello, Ada!" in reply
         assert "greeter.greet" in run(loom, "tools", cwd=project)
         run(loom, "create", "agent", "prices", "--template", "producer", cwd=project)
-    with running(loom, "run", cwd=project):
-        wait_for(lambda: run(loom, "status", cwd=project), "prices")  # the new agent runs
+    with running(loom, "run", cwd=project, ready=RUN_READY):
         ticks = run(loom, "subscribe", "prices.*", "--count", "3", cwd=project, timeout=120)
         assert ticks.count("prices.tick") >= 3, ticks
-        with running(loom, "studio", "--port", "0", cwd=project, stderr=subprocess.PIPE) as studio:
-            page = urllib.request.urlopen(read_url(studio), timeout=30).read().decode()
+        with running(loom, "studio", "--port", "0", cwd=project, ready=STUDIO_LINE) as url:
+            page = urllib.request.urlopen(url, timeout=30).read().decode()
             assert "<title>Loom studio</title>" in page
     extensions = run(bin_ / "jupyter", "labextension", "list")
     assert re.search(r"loom\S*\s.*enabled.*OK", extensions), extensions
 
 
 @contextlib.contextmanager
-def running(*args: str, cwd: Path, stderr: int = subprocess.STDOUT) -> Iterator[subprocess.Popen]:
-    """A command running until the block ends, then stopped as Ctrl-C stops it."""
+def running(*args: str, cwd: Path, ready: re.Pattern[str]) -> Iterator[str]:
+    """A command running until the block ends, then stopped as Ctrl-C stops it; entered once
+    a line of its output matches ``ready`` (its first group, if any, is what it yields)."""
     process = subprocess.Popen(
-        list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True
+        list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    seen: list[str] = []
     try:
-        yield process
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            found = ready.search(line)
+            if found:
+                break
+        else:
+            raise AssertionError(f"{args[1]} exited before it was ready: {''.join(seen)[-2000:]}")
+        # the rest of its output is read, so a full pipe never blocks it
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        yield found.group(1) if found.groups() else line
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -138,6 +149,12 @@ def running(*args: str, cwd: Path, stderr: int = subprocess.STDOUT) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def live(loom: str, project: Path, agent: str) -> None:
+    """Until ``agent`` beats: its subscriptions are live on the bus."""
+    topic = f"loom.agent.{agent}.heartbeat"
+    run(loom, "subscribe", topic, "--count", "1", cwd=project, timeout=120)
 
 
 def test_the_kernel_alone_says_which_extra_the_studio_needs(dist: Path, tmp_path: Path) -> None:
@@ -153,27 +170,3 @@ def test_the_kernel_alone_says_which_extra_the_studio_needs(dist: Path, tmp_path
     )
     probe = "import loom_kernel, sys; print([m for m in ('panel', 'litellm') if m in sys.modules])"
     assert run(bin_ / "python", "-c", probe, cwd=tmp_path).strip() == "[]"
-
-
-def wait_for(read: object, text: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            output = read()  # type: ignore[operator]
-        except AssertionError:
-            output = ""
-        if text in output:
-            return output
-        assert time.monotonic() < deadline, f"{text!r} never showed: {output[-2000:]}"
-        time.sleep(0.5)
-
-
-def read_url(studio: subprocess.Popen) -> str:
-    assert studio.stderr is not None
-    seen = []
-    for line in studio.stderr:
-        seen.append(line)
-        found = STUDIO_LINE.search(line)
-        if found:
-            return found.group(1)
-    raise AssertionError(f"loom studio exited: {''.join(seen)[-2000:]}")

@@ -151,7 +151,7 @@ async def test_python_calls_node_tools_with_their_schema_and_errors(rt: Runtime,
         await rt.tool("js.double", {})
     with pytest.raises(ToolError, match=r"tool 'js\.fail' failed: RangeError: nothing to see"):
         await rt.tool("js.fail")
-    listed = {info.name: info for info in await rt.tools(mcp=False)}
+    listed = {info.name: info for info in await rt.tools(timeout=2.0, mcp=False)}
     double = listed["js.double"]
     assert (double.provider, double.description) == (
         "agent:js-peer",
@@ -173,7 +173,7 @@ async def test_node_calls_python_tools_and_lists_them(peers) -> None:
         "error": "ToolError",
         "message": "tool 'py.add': argument 'b' is missing",
     }
-    names = (await js.ask(do="tools"))["names"]
+    names = (await js.ask(do="tools", timeout=2000))["names"]
     assert {"py.add", "js.double", "js.fail"} <= set(names)
 
 

@@ -56,6 +56,9 @@ export interface ClientStatistics {
 /** One live subscription: every matching event is handed to `deliver`, synchronously. */
 export class BusSubscription {
   received = 0;
+  /** Sequence gaps seen on topics this subscription matches, and the events they lost. */
+  gaps = 0;
+  lost = 0;
   constructor(
     readonly pattern: Pattern,
     readonly deliver: (env: Envelope) => void,
@@ -253,7 +256,7 @@ export class BusClient {
     this.pub.close();
     this.sub.close();
     await this.receiving;
-    for (const subscription of this.subscriptions) this.subscriptions.delete(subscription);
+    this.subscriptions.clear();
   }
 
   // -- sending ----------------------------------------------------------------------
@@ -355,8 +358,15 @@ export class BusClient {
     const key = `${env.source}\u0000${env.topic}`;
     const last = this.lastSeq.get(key);
     if (last !== undefined && env.seq > last + 1) {
+      const lost = env.seq - last - 1;
       this.stats.gaps += 1;
-      this.stats.lost += env.seq - last - 1;
+      this.stats.lost += lost;
+      for (const subscription of this.subscriptions) {
+        if (subscription.pattern.matches(env.topic)) {
+          subscription.gaps += 1;
+          subscription.lost += lost;
+        }
+      }
     }
     this.lastSeq.set(key, env.seq);
   }

@@ -28,6 +28,8 @@ export interface ProjectSettings {
   security: string;
   hwm: number;
   heartbeatInterval: number;
+  /** `[runtime] stall_after`: seconds the event loop may not turn before it counts as stalled. */
+  stallAfter: number;
   /** `[tracing] enabled`: whether agents record spans. */
   tracing: boolean;
   /** `[bus] keys`, made absolute: the folder of the CURVE key pairs. */
@@ -42,6 +44,7 @@ const DEFAULTS = {
   security: "none",
   hwm: 100_000,
   heartbeatInterval: 1,
+  stallAfter: 10,
   tracing: true,
   keys: ".loom/keys",
   identity: "loom",
@@ -84,6 +87,7 @@ export function readProject(config: string | null = findConfig()): ProjectSettin
     security: bus.security ?? "none",
     hwm: bus.hwm ?? DEFAULTS.hwm,
     heartbeatInterval: runtime.heartbeat_interval ?? DEFAULTS.heartbeatInterval,
+    stallAfter: runtime.stall_after ?? DEFAULTS.stallAfter,
     tracing: tracing.enabled ?? DEFAULTS.tracing,
     keys: resolve(dirname(config), expandHome(bus.keys ?? DEFAULTS.keys)),
     identity: bus.identity ?? DEFAULTS.identity,

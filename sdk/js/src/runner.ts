@@ -13,6 +13,7 @@ import { type Context, TOOL_PREFIX, type ToolInfo } from "./context.js";
 import type { Envelope } from "./envelope.js";
 import { HandlerTimeout, ToolError } from "./errors.js";
 import { Mailbox } from "./mailbox.js";
+import type { StallWatch } from "./stalls.js";
 import { LatencyRecorder } from "./stats.js";
 import type { Tracing } from "./tracing.js";
 
@@ -46,6 +47,8 @@ export class AgentRunner {
     private readonly tracing: Tracing,
     /** The program that runs the agent, as heartbeats name its module. */
     private readonly module: string,
+    /** The process's event loop watch: its stalls are every agent's. */
+    private readonly stalls: StallWatch,
   ) {}
 
   /** Subscribe every handler and tool (live on the whole bus when this resolves), then
@@ -111,7 +114,7 @@ export class AgentRunner {
       emitted: this.ctx.emitted,
       queue_depth: this.routes.reduce((sum, route) => sum + route.mailbox.depth, 0),
       dropped: this.routes.reduce((sum, route) => sum + route.mailbox.dropped, 0),
-      lost: 0,
+      lost: this.routes.reduce((sum, route) => sum + (route.subscription?.lost ?? 0), 0),
       latency_p50_ms: latencyP50,
       latency_p99_ms: latencyP99,
       handler_p50_ms: handlerP50,
@@ -121,8 +124,8 @@ export class AgentRunner {
       process: this.client.clientId,
       pid: process.pid,
       observer: !this.agent.traced,
-      stalls: 0,
-      longest_stall_ms: 0,
+      stalls: this.stalls.stalls,
+      longest_stall_ms: this.stalls.longestMs,
       timeouts: this.timeouts,
       patterns: [...new Set(patterns)],
       module: this.module,

@@ -18,6 +18,7 @@ import { type Endpoints, locateBus, readProject } from "./discovery.js";
 import type { Envelope } from "./envelope.js";
 import { LoomError } from "./errors.js";
 import { AgentRunner } from "./runner.js";
+import { StallWatch } from "./stalls.js";
 import { spansTopic, Tracing } from "./tracing.js";
 
 export interface ConnectOptions extends BusOptions {
@@ -31,6 +32,9 @@ export interface ConnectOptions extends BusOptions {
   tracing?: boolean;
   /** Seconds between heartbeats (default: `[runtime] heartbeat_interval`, else 1). */
   heartbeatInterval?: number;
+  /** Seconds the event loop may not turn before it counts as a stall (default: `[runtime]
+   * stall_after`, else 10). */
+  stallAfter?: number;
   /** The service name spans carry (default `loom:<script name>`). */
   service?: string;
   /** On a CURVE bus, the key pair to prove (default: `[bus] identity`, else `loom`). */
@@ -51,6 +55,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Runtime> {
     service: options.service ?? `loom:${script}`,
     tracing: options.tracing ?? project.tracing,
     heartbeatInterval: options.heartbeatInterval ?? project.heartbeatInterval,
+    stallAfter: options.stallAfter ?? project.stallAfter,
     module: `js:${process.argv[1] ?? "node"}`,
   });
   await runtime.open();
@@ -61,6 +66,7 @@ interface RuntimeSettings {
   service: string;
   tracing: boolean;
   heartbeatInterval: number;
+  stallAfter: number;
   module: string;
 }
 
@@ -69,6 +75,8 @@ export class Runtime {
   /** The runtime's own context: it publishes as the client id. */
   readonly context: Context;
   private readonly runners = new Map<string, AgentRunner>();
+  /** The event loop's stalls, reported in every agent's heartbeat. */
+  readonly stalls: StallWatch;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -82,14 +90,18 @@ export class Runtime {
       settings.tracing,
     );
     this.context = new Context(client.clientId, client, this.tracing);
+    this.stalls = new StallWatch(settings.stallAfter * 1000);
   }
 
   /** Subscribe the reply inbox and the tools query; start the heartbeat. */
   async open(): Promise<void> {
+    // the bus client routes replies to their requests by correlation id; this subscription
+    // only asks the broker for them (every inbox of this process shares the prefix)
     await this.client.subscribe(`loom.reply.${this.client.clientId}.*`, () => {});
     await this.client.subscribe(TOOLS_QUERY, (query) => this.answerToolsQuery(query));
     this.timer = setInterval(() => this.beat(), this.settings.heartbeatInterval * 1000);
     this.timer.unref();
+    this.stalls.start();
   }
 
   /** Start agents: each is live on the whole bus (its subscriptions answered a probe) and
@@ -98,7 +110,14 @@ export class Runtime {
     for (const agent of agents) {
       if (this.runners.has(agent.id)) throw new LoomError(`agent '${agent.id}' is already running here`);
       const ctx = new Context(agent.id, this.client, this.tracing);
-      const runner = new AgentRunner(agent, ctx, this.client, this.tracing, this.settings.module);
+      const runner = new AgentRunner(
+        agent,
+        ctx,
+        this.client,
+        this.tracing,
+        this.settings.module,
+        this.stalls,
+      );
       this.runners.set(agent.id, runner);
       try {
         await runner.start();
@@ -154,6 +173,7 @@ export class Runtime {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.stalls.stop();
     for (const id of [...this.runners.keys()].reverse()) await this.stop(id);
     await this.tracing.flush();
     this.beat();

@@ -7,7 +7,7 @@
 // and reads one JSON command per line on stdin, printing one JSON result per line on stdout:
 //   {"do": "request", "topic", "data"}      -> {"ok", "reply": {data, source, type, hops}}
 //   {"do": "tool", "name", "args"}          -> {"ok", "result"} or {"ok": false, "error", "message"}
-//   {"do": "tools"}                         -> {"ok", "names"}
+//   {"do": "tools", "timeout"}              -> {"ok", "names"} (answers gathered for timeout ms)
 //   {"do": "emit", "topic", "data"}         -> {"ok", "id", "traceparent"}
 //   {"do": "stats"}                         -> {"ok", "client": ClientStatistics}
 // It prints {"ready": clientId} once its agent is live, and exits 0 when stdin closes.
@@ -48,8 +48,8 @@ const commands = {
   async tool({ name, args, timeout }) {
     return { result: await rt.tool(name, args ?? {}, { timeout: timeout ?? 5000 }) };
   },
-  async tools() {
-    return { names: (await rt.tools()).map((tool) => tool.name) };
+  async tools({ timeout }) {
+    return { names: (await rt.tools({ timeout: timeout ?? 500 })).map((tool) => tool.name) };
   },
   async emit({ topic, data }) {
     const env = rt.emit(topic, data);

@@ -136,6 +136,8 @@ class NatsClient:
             "error_cb": self._on_error, "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
         }  # fmt: skip
+        self._refused.clear()
+        self._last_error = None
         attempt = asyncio.ensure_future(nats.connect(**settings, **self.options.connect_options()))
         refused = asyncio.ensure_future(self._refused.wait())
         await asyncio.wait({attempt, refused}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -463,6 +465,8 @@ class NatsClient:
         self._bus_up.set()
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._refused.is_set() and not self.connected:
+            return  # keep the refusal: a retry's reset connection would hide why
         self._last_error = exc
         text = str(exc).lower()
         refused = "authoriz" in text or "authentic" in text or isinstance(exc, ssl.SSLError)

@@ -61,7 +61,7 @@ def new_id() -> str:
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One event on the bus.
 
     Handlers receive an ``Envelope``; ``event.data`` is the decoded payload.
@@ -85,6 +85,10 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
         content_type: how ``payload`` is encoded.
         headers: free-form string headers for extensions.
         v: protocol version of the header it arrived in (0: built locally, not received).
+
+    Envelopes are values: the garbage collector does not track them (``gc=False``), so a
+    backlog of received events costs no collection time. Do not make one part of a
+    reference cycle (an envelope whose ``data`` refers back to it): it would never be freed.
     """
 
     topic: str = ""

@@ -100,7 +100,5 @@ def _traced(recorder: SpanRecorder, spec: HandlerSpec, handler: Handler) -> Hand
 
 
 def _link_batch(span: Span, items: list[Envelope]) -> None:
-    for other in items[1:]:
-        link = parse_traceparent(other.traceparent)
-        if link is not None:
-            span.add_link(link[0], link[1])
+    links = (parse_traceparent(other.traceparent) for other in items[1:])
+    span.links = (*span.links, *((link[0], link[1]) for link in links if link is not None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -66,3 +67,12 @@ def test_a_malformed_batch_is_refused_whole(frame: int, value: bytes, error: str
 def test_three_frames_are_not_a_batch() -> None:
     with pytest.raises(ProtocolError, match="expected 4 frames"):
         decode_batch(frames_of({"p": 1})[0])
+
+
+def test_decoded_events_are_not_tracked_by_the_garbage_collector() -> None:
+    """A backlog of envelopes must not make every collection walk it: received events
+    are values (``Envelope`` is ``gc=False``), even when their data is a dict or list."""
+    events = decode_batch(batch_of(frames_of({"p": 1.5}, [1, 2], "text")))
+    assert [gc.is_tracked(e) for e in events] == [False, False, False]
+    built = Envelope(topic="a.b", data={"nested": [1]})
+    assert not gc.is_tracked(built)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,22 @@ async def test_a_failing_handler_span_is_an_error_kept_in_an_unsampled_trace(
     assert (span.name, span.status, span.sampled) == ("handle in.z", "error", False)
     assert span.events[0].attributes["exception.message"] == "boom"
     await runner.stop()
+
+
+async def test_a_handle_span_holds_nothing_the_garbage_collector_walks(
+    tmp_path: Path, recorder: SpanRecorder
+) -> None:
+    """One span per handled event: its empty events and links must be untracked tuples,
+    or a traced agent pays a collection every few hundred events."""
+    hub = Hub()
+    relay = await run(hub, tmp_path, recorder, Relay("relay"))
+    await make_context(hub.transport(), "source", tmp_path, tracer=recorder).emit("in.x", 1)
+    await wait_until(lambda: "out.done" in hub.topics())
+    recorder.flush()
+    handle = next(s for s in recorder.exported_spans if s.name == "handle in.x")  # type: ignore[attr-defined]
+    assert (handle.events, handle.links) == ((), ())
+    assert not any(gc.is_tracked(x) for x in (handle, handle.events, handle.links))
+    handle.add_link("1" * 32, "2" * 16)
+    handle.add_event("note", {"k": "v"})
+    assert handle.links == (("1" * 32, "2" * 16),) and handle.events[0].name == "note"
+    await relay.stop()

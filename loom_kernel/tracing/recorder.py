@@ -231,7 +231,7 @@ class SpanRecorder:
             trace_id, span_id, parent_id, name or f"publish {topic}", "producer", start, start,
             "unset", None, self.service, agent,
             {"messaging.destination.name": topic, "messaging.message.id": event_id},
-            [], [], True,
+            (), (), True,
         )  # fmt: skip
         self.pending.append(span)
         if len(self.pending) == BATCH_SIZE:

@@ -35,7 +35,12 @@ class Outbox:
         self.batches = 0  # batch messages sent
         self._socket: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[list[bytes]] = []
+        # What waits for the end of the turn, frame by frame (three parallel lists, not a
+        # list of frame lists: one list kept per event would be an object the garbage
+        # collector walks until the flush).
+        self._topics: list[bytes] = []
+        self._headers: list[bytes] = []
+        self._payloads: list[bytes] = []
         self._window = False  # a flush is scheduled at the end of the loop's turn
 
     def attach(self, socket: zmq.Socket, loop: asyncio.AbstractEventLoop) -> None:
@@ -50,8 +55,10 @@ class Outbox:
         """Send one event's three frames (encoded already: the sender keeps its envelope
         and may change it), now or at the end of the loop's turn."""
         if self._window:
-            self._pending.append(frames)
-            if len(self._pending) >= _PENDING_MAX:
+            self._topics.append(frames[0])
+            self._headers.append(frames[1])
+            self._payloads.append(frames[2])
+            if len(self._topics) >= _PENDING_MAX:
                 self.flush()
             return
         socket = self._socket
@@ -67,26 +74,28 @@ class Outbox:
     def flush(self) -> None:
         """Send what waited: each run of one topic as a batch, in order."""
         self._window = False
-        pending, self._pending = self._pending, []
-        socket = self._socket
-        if socket is None or not pending:
+        topics, headers, payloads = self._topics, self._headers, self._payloads
+        if not topics:
             return
-        start, count = 0, len(pending)
+        self._topics, self._headers, self._payloads = [], [], []
+        socket = self._socket
+        if socket is None:
+            return
+        start, count = 0, len(topics)
         while start < count:
-            topic, end = pending[start][0], start + 1
-            size = len(pending[start][2])
+            topic, end = topics[start], start + 1
+            size = len(payloads[start])
             while (
                 end < count
-                and pending[end][0] == topic
+                and topics[end] == topic
                 and end - start < _BATCH_EVENTS
                 and size < _BATCH_BYTES
             ):
-                size += len(pending[end][2])
+                size += len(payloads[end])
                 end += 1
             if end - start == 1:
-                socket.send_multipart(pending[start])
+                socket.send_multipart((topic, headers[start], payloads[start]))
             else:
-                run = pending[start:end]
-                socket.send_multipart(encode_batch(topic, [f[1] for f in run], [f[2] for f in run]))
+                socket.send_multipart(encode_batch(topic, headers[start:end], payloads[start:end]))
                 self.batches += 1
             start = end

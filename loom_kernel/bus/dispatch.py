@@ -123,6 +123,48 @@ class Dispatcher:
             sub.mailbox.put_nowait(env)
         self.delivered += len(subs)
 
+    def deliver_many(self, envs: list[Envelope]) -> None:
+        """Route the events of one batch, all on one topic: :meth:`deliver`'s work, with
+        the route looked up and each mailbox filled once per batch."""
+        if not envs:
+            return
+        topic = envs[0].topic
+        if topic.startswith(self.inbox_prefix):
+            for env in envs:
+                self.deliver(env)
+            return
+        self.received += len(envs)
+        live = envs
+        stream, last = None, None  # the (source, topic) stream being checked, its last seq
+        last_seq = self._last_seq
+        for index, env in enumerate(envs):
+            seq = env.seq
+            if seq:
+                if stream is None or env.source != stream[0]:
+                    if stream is not None:
+                        last_seq[stream] = last
+                    stream = (env.source, topic)
+                    last = last_seq.get(stream)
+                    if last is None and len(last_seq) >= _SEQ_TRACK_LIMIT:
+                        last_seq.clear()  # bounded memory; streams restart their gap check
+                if last is not None and seq > last + 1:
+                    self._note_gap(env, seq - last - 1)
+                last = seq
+            if env.ttl_ms and env.expired:
+                if live is envs:
+                    live = envs[:index]
+                self.expired += 1
+            elif live is not envs:
+                live.append(env)
+        if stream is not None:
+            last_seq[stream] = last
+        subs = self._routes.get(topic)
+        if subs is None:
+            subs = self._route(topic)
+        for sub in subs:
+            sub.mailbox.put_many(live)
+        self.delivered += len(subs) * len(live)
+
     def wants(self, topic: str) -> bool:
         """Would :meth:`deliver` put an event on ``topic`` anywhere (a reply box of this
         transport's inbox, or a subscription)?"""

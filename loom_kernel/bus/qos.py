@@ -75,6 +75,30 @@ class Mailbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def put_many(self, items: list[Any]) -> None:
+        """``put_nowait`` of each item, in order, with the consumer woken once (a batch
+        from the receive loop). A mailbox that overrides ``put_nowait`` gets its own
+        ``put_nowait`` called for each item."""
+        if type(self).put_nowait is not Mailbox.put_nowait:
+            for item in items:
+                self.put_nowait(item)
+            return
+        self.received += len(items)
+        queue = self._items
+        room = self._maxsize - len(queue)
+        if len(items) <= room:
+            queue.extend(items)
+        else:
+            queue.extend(items[: max(room, 0)])
+            for item in items[max(room, 0) :]:
+                self._overflow(item)
+        depth = len(queue)
+        if depth > self.max_depth:
+            self.max_depth = depth
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def push(self, item: Any) -> None:
         """Queue an item for the consumer without counting it as received (a mailbox
         that holds events back or replays them counts on arrival)."""

@@ -428,8 +428,7 @@ class BusClient:
             return
         try:
             if count == BATCH_FRAMES:
-                for env in decode_batch(frames):
-                    self._route(env)
+                self._route_batch(decode_batch(frames))
                 return
             env = decode_frames(frames)
         except ProtocolError as exc:
@@ -443,6 +442,14 @@ class BusClient:
         if len(frames) == BATCH_FRAMES:
             return frames[2].startswith(self._echo_batch)
         return frames[1].startswith(self._echo)
+
+    def _route_batch(self, envs: list[Envelope]) -> None:
+        topic = envs[0].topic if envs else ""
+        if topic.startswith(reserved.PROBE_PREFIX) or topic == reserved.BUS_BEAT:
+            for env in envs:
+                self._route(env)
+            return
+        self._dispatcher.deliver_many(envs)
 
     def _route(self, env: Envelope) -> None:
         topic = env.topic

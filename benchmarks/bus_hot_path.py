@@ -10,7 +10,12 @@ over the same small event (the ``loom bench`` payload), best of five rounds:
 - ``decode_batched``: the same, per event, for batches of 512 (one call for the headers);
 - ``local_copy``: what in-process delivery adds (a copy with the payload decoded afresh);
 - ``deliver``: the dispatcher's sequence check, routing (cached) and the mailbox;
-- ``mailbox_get``: an ``async for`` over a subscription, per event.
+- ``deliver_batched``: the same, per event, for batches of 512 (``Dispatcher.deliver_many``:
+  the route looked up and the mailbox filled once per batch, as a received batch is);
+- ``mailbox_get``: an ``async for`` over a subscription, per event;
+- ``backlog_tracked``: objects the garbage collector tracks, per event, in a backlog of
+  received events waiting in a mailbox (decoded from batches and delivered): 0 means a
+  backlog costs collections nothing (``Envelope`` is ``gc=False``).
 
 Figures to compare one change against the next (``docs/benchmarks.md``), not targets.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -89,9 +95,31 @@ def measure(events: int) -> dict[str, float]:
         for env in envs:
             dispatcher.deliver(env)
 
+    def deliver_batched() -> None:
+        dispatcher = Dispatcher("loom.reply.bench.")
+        dispatcher.add(Subscription(None, compile_pattern("bench.*"), Mailbox(events + 1), ""))  # type: ignore[arg-type]
+        for start in range(0, events, BATCH):
+            dispatcher.deliver_many(envs[start : start + BATCH])
+
     figures["deliver"] = timed(events, deliver)
+    figures["deliver_batched"] = timed(events, deliver_batched)
+    figures["backlog_tracked"] = backlog_tracked(batches, events)
     figures["mailbox_get"] = asyncio.run(_mailbox_get(events))
     return {key: round(value, 3) for key, value in figures.items()}
+
+
+def backlog_tracked(batches: list[list[bytes]], events: int) -> float:
+    """GC-tracked objects per event held by a backlog of decoded, delivered events."""
+    dispatcher = Dispatcher("loom.reply.bench.")
+    mailbox = Mailbox(events + 1)
+    dispatcher.add(Subscription(None, compile_pattern("bench.*"), mailbox, ""))  # type: ignore[arg-type]
+    gc.collect()
+    before = len(gc.get_objects())
+    for batch in batches:
+        dispatcher.deliver_many(decode_batch(batch))
+    tracked = len(gc.get_objects()) - before
+    assert len(mailbox) == events
+    return tracked / events
 
 
 async def _mailbox_get(events: int) -> float:
@@ -120,7 +148,8 @@ def main() -> None:
         print(json.dumps(figures))
         return
     for key, value in figures.items():
-        print(f"{key:>16}  {value:.3f} µs/event")
+        unit = "objects/event" if key == "backlog_tracked" else "µs/event"
+        print(f"{key:>16}  {value:.3f} {unit}")
 
 
 if __name__ == "__main__":

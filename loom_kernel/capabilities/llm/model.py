@@ -68,6 +68,9 @@ class ModelProvider(LLMProvider):
     ) -> Any:
         call = {**self.litellm_params(), **params}
         call.pop("timeout", None)
+        # litellm's router strategies watch every call of the process; the cost one fails
+        # (a logged traceback per call) on a call whose litellm_params have no model_info
+        call.setdefault("model_info", {"id": f"loom.llm.{self.name}"})
         return await load_litellm().acompletion(
             messages=request,
             stream=stream,

@@ -18,6 +18,7 @@ import pytest
 
 from loom_kernel import ConfigError, LLMError, Runtime
 from loom_kernel.capabilities.llm import STRATEGIES
+from loom_kernel.capabilities.llm._litellm import load_litellm
 from loom_kernel.capabilities.llm.router import RouterProvider
 from loom_kernel.config import parse_config
 from loom_kernel.tracing.store import SpanStore
@@ -321,3 +322,42 @@ def test_providers_of_one_configuration_share_one_litellm_router(
     assert provider("latency").router() is shared
     assert provider("latency-based-routing").router() is shared  # the same strategy
     assert provider("cost").router() is not shared  # another configuration
+
+
+async def test_a_direct_model_call_beside_a_cost_router_logs_no_litellm_error(
+    fast: OpenAIServer, slow: OpenAIServer, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+):  # fmt: skip
+    """litellm's cost strategy watches every call of the process, and fails on a call that
+    is not the router's unless it carries ``model_info``: each direct call printed a
+    traceback (``lowest_cost.py ... 'NoneType' object has no attribute 'get'``)."""
+    litellm = load_litellm()  # offline: Loom's import sets the local price map first
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class Last(CustomLogger):
+        """Registered after the router's strategy: once it has seen a call's success,
+        litellm has run the strategy's handlers for that call too (they run in order)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            self.seen.append("async")
+
+    dear = {"input_cost_per_token": 2e-6, "output_cost_per_token": 8e-6}
+    rt = await router_over(fast, slow, "cost", fast_settings=dear)
+    last = Last()
+    async with rt:
+        await rt.llm("router").complete(PROMPT)  # the router, and its strategy, now exist
+        litellm.callbacks.append(last)
+        try:
+            answer = await rt.llm("fast").complete(PROMPT)  # a direct call to one model
+            await wait_until(lambda: "async" in last.seen)
+        finally:
+            litellm.callbacks.remove(last)
+    assert answer.text == "fast"
+    assert answer.usage.cost_usd == pytest.approx(2 * 2e-6 + 1 * 8e-6)  # its own prices
+    assert "model_info" not in fast.requests[-1]  # litellm's, never sent to the model
+    printed = capfd.readouterr().err + caplog.text
+    assert "lowest_cost" not in printed and "NoneType" not in printed, printed

@@ -14,12 +14,12 @@ Figures to compare one change against the next (``docs/benchmarks.md``), not tar
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
+
+from _cli import run  # benchmarks/_cli.py, beside this script
 
 from loom_kernel.ops.bench.bus import BENCH_DATA, counter_class
 from loom_kernel.protocol import Envelope, encode_data
@@ -74,18 +74,5 @@ async def measure(events: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    options = parser.parse_args()
-    figures = asyncio.run(measure(options.events))
-    if options.json:
-        print(json.dumps(figures))
-        return
-    for key, value in figures.items():
-        print(f"{key:>20}  {value}")
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__, lambda events: asyncio.run(measure(events)))

@@ -17,11 +17,11 @@ queue is emptied every 10,000 events, as its flusher does (past 50,000 it would 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import time
 from typing import Any
+
+from _cli import run  # benchmarks/_cli.py, beside this script
 
 from loom_kernel.config import TracingConfig
 from loom_kernel.messaging import Endpoint
@@ -112,18 +112,5 @@ async def measure(events: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    options = parser.parse_args()
-    result = asyncio.run(measure(options.events))
-    if options.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        print(f"{key:>22}  {value}")
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__, lambda events: asyncio.run(measure(events)))

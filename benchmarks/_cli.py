@@ -8,8 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 
-def run(doc: str, measure: Callable[[int], dict[str, Any]]) -> None:
-    """Parse the options, measure, print the figures (one JSON object with ``--json``)."""
+def line(key: str, value: Any) -> str:
+    return f"{key:>22}  {value}"
+
+
+def run(
+    doc: str, measure: Callable[[int], dict[str, Any]], show: Callable[[str, Any], str] = line
+) -> None:
+    """Parse the options, measure, print the figures (one JSON object with ``--json``,
+    else one ``show(key, value)`` line each)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -19,4 +26,4 @@ def run(doc: str, measure: Callable[[int], dict[str, Any]]) -> None:
         print(json.dumps(figures))
         return
     for key, value in figures.items():
-        print(f"{key:>22}  {value}")
+        print(show(key, value))

@@ -22,14 +22,13 @@ Figures to compare one change against the next (``docs/benchmarks.md``), not tar
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import time
 from collections.abc import Callable
 
 import msgspec
+from _cli import run  # benchmarks/_cli.py, beside this script
 
 from loom_kernel.bus.dispatch import Dispatcher
 from loom_kernel.bus.qos import Mailbox
@@ -138,19 +137,10 @@ async def _mailbox_get(events: int) -> float:
     return best / events * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    figures = measure(args.events)
-    if args.json:
-        print(json.dumps(figures))
-        return
-    for key, value in figures.items():
-        unit = "objects/event" if key == "backlog_tracked" else "µs/event"
-        print(f"{key:>16}  {value:.3f} {unit}")
+def show(key: str, value: float) -> str:
+    unit = "objects/event" if key == "backlog_tracked" else "µs/event"
+    return f"{key:>16}  {value:.3f} {unit}"
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__, measure, show)

@@ -213,6 +213,12 @@ async def save(studio: Studio) -> None:
     await studio.page.get_by_role("button", name="Save and reload").click()
 
 
+# Seen once (1 of 8 runs, a fresh-clone `make test` at 6dc82a1): the Editor tab was active but
+# its content never came (no Ace editor, nothing under the tabs, no page error) within 20 s.
+# Not reproduced alone, beside two busy CPUs, or in the whole browser set again; the cause is
+# not known. One retry, on a fresh page (the project is as the test found it: it had not
+# saved anything yet).
+@pytest.mark.flaky(reruns=1)
 async def test_editor_saves_reloads_marks_a_broken_line_and_reverts(
     studio: Studio, project: Project, tmp_path: Path
 ) -> None:

@@ -12,9 +12,11 @@ Screenshots of each page go to the test's temporary folder; with
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -614,6 +616,35 @@ async def test_a_click_opens_the_trace_the_page_shows_though_the_server_listed_n
         await context.close()
 
 
+_TOOLTIP = """() => {
+  const find = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.classList.contains("bk-tooltip-content") && el.offsetParent !== null
+          && el.textContent.includes("duration")) return el.textContent;
+      const inner = el.shadowRoot && find(el.shadowRoot);
+      if (inner) return inner;
+    }
+    return null;
+  };
+  return find(document);
+}"""
+
+
+async def hover_tooltip(studio: Studio, x: float, y: float) -> str:
+    """The hover tooltip at ``(x, y)``. Bokeh shows one on a mouse move over a glyph, and a
+    redraw (a trace still growing, a busy machine) hides it until the next move: so move,
+    wait a little for it, and move again (one pixel off and back) until it shows."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    for attempt in itertools.count():
+        await studio.page.mouse.move(x, y + attempt % 2)
+        try:
+            return await studio.wait(_TOOLTIP, timeout=1_000)
+        except playwright_api.Error:
+            if time.monotonic() > deadline:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def test_traces_tab_lists_traces_and_draws_one_as_agent_lanes(
     studio: Studio, tmp_path: Path
 ) -> None:
@@ -645,35 +676,22 @@ async def test_traces_tab_lists_traces_and_draws_one_as_agent_lanes(
     x, y = await studio.wait(
         "([x, y]) => loomTest.point('Flamegraph', x, y)", [middle, spans["depth"][widest]]
     )
-    # hovering it shows its whole name, its agent and its duration (its label may be cut)
-    await studio.page.mouse.move(x, y)
-    tooltip = await studio.wait(
-        """() => {
-             const find = (root) => {
-               for (const el of root.querySelectorAll("*")) {
-                 if (el.classList.contains("bk-tooltip-content") && el.offsetParent !== null
-                     && el.textContent.includes("duration")) return el.textContent;
-                 const inner = el.shadowRoot && find(el.shadowRoot);
-                 if (inner) return inner;
-               }
-               return null;
-             };
-             return find(document);
-           }"""
-    )
-    assert spans["name"][widest] in tooltip and spans["agent"][widest] in tooltip, tooltip
-    await studio.page.mouse.click(x, y)
     # concurrent handlers of one agent share a depth: another bar may cover the same point
-    # (a slow machine stretches them), and a click selects one of the bars under it
+    # (a slow machine stretches them); hover and click then show one of the bars under it
     depth = spans["depth"][widest]
     under = [
-        span_id
-        for span_id, start, right, level in zip(
-            spans["span_id"], spans["start"], spans["right"], spans["depth"], strict=True
+        index
+        for index, (start, right, level) in enumerate(
+            zip(spans["start"], spans["right"], spans["depth"], strict=True)
         )
         if level == depth and start <= middle <= right
     ]
-    shown = re.compile("^(" + "|".join(map(re.escape, under)) + ")$")
+    # hovering it shows its whole name, its agent and its duration (its label may be cut)
+    tooltip = await hover_tooltip(studio, x, y)
+    assert any(spans["name"][i] in tooltip and spans["agent"][i] in tooltip for i in under), tooltip
+    await studio.page.mouse.click(x, y)
+    ids = [spans["span_id"][i] for i in under]
+    shown = re.compile("^(" + "|".join(map(re.escape, ids)) + ")$")
     detail = studio.page.get_by_text(shown).first
     await playwright_api.expect(detail).to_be_visible(timeout=WAIT_MS)
     await playwright_api.expect(studio.page.get_by_text("Attributes", exact=True)).to_be_visible()

@@ -292,9 +292,10 @@ class RollingRisk:
     """Volatility, 95 % VaR and ES of the last ``window`` log-returns, drawdown from the peak.
 
     The mean and variance slide in O(1) (Welford's update, recomputed exactly once per
-    ``window`` ticks so rounding cannot accumulate); the peak is a monotonic deque; the
-    quantile reads a sorted copy of the window (a binary search and a ``window``-sized
-    memmove per tick: constant for a fixed window).
+    ``window`` ticks so rounding cannot accumulate, and whenever the variance falls a
+    millionfold in one tick, where one subtraction's rounding would show); the peak is a
+    monotonic deque; the quantile reads a sorted copy of the window (a binary search and a
+    ``window``-sized memmove per tick: constant for a fixed window).
     """
 
     def __init__(self, window: int, level: float = 0.95):
@@ -345,10 +346,14 @@ class RollingRisk:
         old = returns.popleft()
         del self._sorted[bisect_left(self._sorted, old)]
         mean = self._mean + (r - old) / self.window
+        before = self._m2
         self._m2 += (r - old) * (r - mean + old - self._mean)
         self._mean = mean
         self._since_resync += 1
-        if self._since_resync >= self.window:
+        # A large return leaving the window cancels most of m2: the rounding error of that
+        # subtraction (~1e-16 of the m2 before) is then no longer small beside what is
+        # left (a window of equal returns gave a volatility of 9e-9, not 0): recompute.
+        if self._since_resync >= self.window or self._m2 < before * 1e-6:
             self._resync()
 
     def _resync(self) -> None:

@@ -11,10 +11,18 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from loom_kernel import Runtime, open_runtime
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run (derived from each test), so a run
+# passes or fails on the code, never on the draw. To hunt for new failing examples, draw
+# afresh: HYPOTHESIS_PROFILE=explore pytest tests/... (and keep what it finds as @example).
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The broker alone: ZeroMQ messages per second through a plain broker (ZeroMQ's C proxy)
-and through a CURVE broker whose guard judges every message (docs/security.md).
+"""The broker alone: ZeroMQ messages per second through a plain broker (ZeroMQ's C proxy),
+a counting one (the Python loop a process hosting its bus runs: ``[bus] filter_at_source``)
+and a CURVE broker whose guard judges every message (docs/security.md).
 
     python benchmarks/guarded_broker.py [--messages 200000] [--batch 1] [--json]
 
@@ -25,6 +26,7 @@ from typing import Any
 import zmq
 
 from loom_kernel.bus.zeromq import Broker, BusAddress
+from loom_kernel.bus.zeromq.listeners import Listeners
 from loom_kernel.config import AclConfig
 from loom_kernel.protocol.batch import encode_batch
 from loom_kernel.protocol.envelope import Envelope, encode_data, encode_frames
@@ -46,10 +48,13 @@ def _message(batch: int) -> list[bytes]:
     return encode_batch(b"bench.tick", [f[1] for f in frames], [f[2] for f in frames])
 
 
-def run(messages: int, batch: int, secured: bool, keys: Path) -> float:
+def run(messages: int, batch: int, secured: bool, keys: Path, counting: bool = False) -> float:
     curve = server_curve("curve", keys, ["alice"]) if secured else None
     guard = Guard({"alice": AclConfig(publish=["bench.*"])}, host="loom") if secured else None
-    broker = Broker([BusAddress.parse("tcp://127.0.0.1:0")], curve=curve, guard=guard)
+    listeners = Listeners() if counting else None
+    broker = Broker(
+        [BusAddress.parse("tcp://127.0.0.1:0")], curve=curve, guard=guard, listeners=listeners
+    )
     [address] = broker.start()
     results = mp.get_context("spawn").Queue()
     child = mp.get_context("spawn").Process(
@@ -111,11 +116,14 @@ def main() -> None:
         for name in ("broker", "alice"):
             generate_keys(keys, name)
         plain = run(options.messages, options.batch, False, keys)
+        counting = run(options.messages, options.batch, False, keys, counting=True)
         guarded = run(options.messages, options.batch, True, keys)
     result = {
         "messages": options.messages,
         "events_per_message": options.batch,
         "plain_msgs_per_s": round(plain),
+        "counting_msgs_per_s": round(counting),
+        "counting_ratio": round(counting / plain, 3),
         "guarded_msgs_per_s": round(guarded),
         "ratio": round(guarded / plain, 3),
     }

@@ -1,12 +1,14 @@
 """Two agents of one runtime: a publisher and a counting ``@on_event`` agent.
 
-    python benchmarks/inprocess.py [--count 200000] [--no-local] [--no-batching]
+    python benchmarks/inprocess.py [--count 200000] [--no-local] [--no-batching] [--no-filter]
 
 What ``loom bench`` measures as "in process", as a plain script that also runs against an
 older checkout (``PYTHONPATH=<checkout> python benchmarks/inprocess.py``): how it was
 measured before in-process delivery existed. ``--no-local`` / ``--no-batching`` turn
 ``[bus] local_delivery`` / ``[bus] batching`` off (everything goes round the embedded
-broker). Prints events/s at the handler, and what the client counted.
+broker); ``--no-filter`` turns ``[bus] filter_at_source`` off (the events still reach the
+handler in process, and also go to the broker, which nobody else listens to). Prints
+events/s at the handler, and what the client counted.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ async def measure(count: int, bus: str) -> str:
     return (
         f"in process: {counter.n:,} of {count:,} handled, {rate:,.0f} events/s at the handler; "
         f"client: {getattr(stats, 'local', 0):,} delivered in process, "
-        f"{getattr(stats, 'batches', 0):,} batches sent, {stats.lost:,} lost"
+        f"{getattr(stats, 'batches', 0):,} batches sent, "
+        f"{getattr(stats, 'unheard', 0):,} not sent (nobody else listens), {stats.lost:,} lost"
     )
 
 
@@ -68,9 +71,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--no-local", action="store_true")
     parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument("--no-filter", action="store_true")
     args = parser.parse_args()
-    bus = ("local_delivery = false\n" if args.no_local else "") + (
-        "batching = false\n" if args.no_batching else ""
+    bus = (
+        ("local_delivery = false\n" if args.no_local else "")
+        + ("batching = false\n" if args.no_batching else "")
+        + ("filter_at_source = false\n" if args.no_filter else "")
     )
     print(asyncio.run(measure(args.count, bus)))
 

@@ -100,7 +100,12 @@ class BusConfig(Section):
     )  # fmt: skip
     local_delivery: bool = Field(
         default=True, description="A process's own subscriptions get its events at once, in "
-        "process; they still go to the bus once for the others.",
+        "process; they go to the bus once for the others.",
+    )  # fmt: skip
+    filter_at_source: bool = Field(
+        default=True, description="The process hosting the bus (with local_delivery) sends "
+        "it nothing that no other client subscribes to: its broker counts subscriptions, "
+        "forwarding in Python. false: it sends everything; the broker is ZeroMQ's C proxy.",
     )  # fmt: skip
     takeover: bool = Field(
         default=True, description="When the bus's host process dies, a process of the project "

@@ -45,10 +45,12 @@ class ClientStatistics:
     #: (empty for a transport that does not do it; see ``docs/durability.md``).
     durability: dict[str, Any] = field(default_factory=dict)
     #: Events this transport delivered to its own subscriptions in process, its own events
-    #: that came back from the broker and were dropped unread, batch messages it sent.
+    #: that came back from the broker and were dropped unread, batch messages it sent,
+    #: and its own events it did not send because no other client subscribed to them.
     local: int = 0
     echoes: int = 0
     batches: int = 0
+    unheard: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

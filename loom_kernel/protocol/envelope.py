@@ -162,13 +162,16 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _msgpack_decoder = msgspec.msgpack.Decoder()
 
 
+_BINARY = (bytes, bytearray, memoryview)
+
+
 def encode_data(data: Any) -> tuple[bytes, str]:
     """Encode event data to ``(payload, content_type)``.
 
     ``bytes`` travel as ``application/octet-stream``; anything else as JSON.
     Raises ``TypeError`` naming the value that cannot be encoded.
     """
-    if isinstance(data, bytes | bytearray | memoryview):
+    if isinstance(data, _BINARY):  # a tuple: `bytes | bytearray` builds a union per call
         return bytes(data), CONTENT_BYTES
     try:
         return _json_encoder.encode(data), CONTENT_JSON

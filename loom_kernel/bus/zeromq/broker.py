@@ -15,9 +15,14 @@ is a CURVE server on both sockets: a client without an admitted key pair cannot 
 so it can neither publish nor receive; ``ipc://`` socket files are made ``0600``.
 
 A CURVE broker also knows who sent each message (the identity of the key pair): it forwards
-through :func:`~.guarded.guarded_proxy`, where a :class:`~loom_kernel.security.guard.Guard`
-refuses what an identity may not say (another's name, a reply to a request it was not
-sent, what its ``[acl.<identity>]`` forbids).
+through the Python loop of :mod:`.proxy` with a :class:`~.guarded.GuardGate`, where a
+:class:`~loom_kernel.security.guard.Guard` refuses what an identity may not say (another's
+name, a reply to a request it was not sent, what its ``[acl.<identity>]`` forbids).
+
+A broker given :class:`~.listeners.Listeners` (the one a process embeds, with ``[bus]
+filter_at_source``) forwards through that Python loop too, and counts every subscription
+there before applying it: its host's clients then send nothing that no other client
+subscribes to.
 
 A broker started with a ``beat_interval`` publishes ``loom.bus.beat`` from a thread of its
 own (neither its host's event loop nor the GIL-free proxy thread): clients that stop
@@ -47,7 +52,9 @@ from ...protocol.envelope import Envelope, encode_data, encode_frames, new_id
 from ...security import ServerCurve, keys_folder, server_curve
 from ...security.guard import Access, Guard
 from .address import BusAddress
-from .guarded import guarded_proxy
+from .guarded import GuardGate
+from .listeners import Listeners
+from .proxy import Gate, python_proxy
 
 __all__ = ["Broker", "BrokerStatistics", "broker_for"]
 
@@ -88,6 +95,8 @@ class Broker:
         curve: CURVE settings (None: no authentication, no encryption).
         guard: what each identity may say (a CURVE broker gets one that only checks
             names and replies when None is given).
+        listeners: where to count subscriptions, for the clients of this process (None:
+            not counted; a plain broker then forwards with ZeroMQ's C proxy).
 
     ``start()`` binds in the calling thread, so a port in use fails there, clearly.
     ``epoch`` names this broker's run: a client that hears a new one knows the bus it
@@ -104,6 +113,7 @@ class Broker:
         beat_interval: float | None = None,
         curve: ServerCurve | None = None,
         guard: Guard | None = None,
+        listeners: Listeners | None = None,
     ):
         if not addresses:
             raise BusError("a broker needs at least one address to bind")
@@ -117,6 +127,7 @@ class Broker:
         if guard is None and curve is not None:
             guard = Guard(host="loom")
         self.guard = guard
+        self.listeners = listeners
         self._domain = f"loom-bus-{self.epoch}"  # its sockets' ZAP domain
         # unique names: id(self) is reused once an object is freed, maybe before the proxy
         # thread of a broker that was never closed has let go of its sockets
@@ -153,8 +164,8 @@ class Broker:
             sock.setsockopt(zmq.SNDHWM, self._hwm)
             sock.setsockopt(zmq.RCVHWM, self._hwm)
         xsub.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
-        if self.guard is not None:
-            xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # a subscription waits for the guard
+        if self._in_python:
+            xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # a subscription waits for the proxy loop
         if self.curve is not None:
             for sock in (xsub, xpub):
                 self.curve.secure(sock, self._domain)
@@ -190,9 +201,10 @@ class Broker:
 
     def _run(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, settle: float) -> None:
         try:
-            if self.guard is not None:
-                guarded_proxy(
-                    xsub, xpub, control, self.guard, f"bus-{self.epoch}",
+            if self._in_python:
+                gate = Gate() if self.guard is None else GuardGate(self.guard, xpub, self._source)
+                python_proxy(
+                    xsub, xpub, control, gate, listeners=self.listeners,
                     settle=settle, started=self._proxying.set,
                 )  # fmt: skip
             else:
@@ -205,6 +217,15 @@ class Broker:
             for sock in (xsub, xpub, control):
                 sock.close(0)
 
+    @property
+    def _in_python(self) -> bool:
+        """Forwarding through :mod:`.proxy` (to judge, or to count subscriptions)."""
+        return self.guard is not None or self.listeners is not None
+
+    @property
+    def _source(self) -> str:
+        return f"bus-{self.epoch}"
+
     def _beat(self, interval: float) -> None:
         """Publish ``loom.bus.beat`` every ``interval`` until :meth:`close` (own socket)."""
         pub = self._context.socket(zmq.PUB)
@@ -213,7 +234,7 @@ class Broker:
         payload, content_type = encode_data(
             {"epoch": self.epoch, "pid": os.getpid(), "interval": interval}
         )
-        source = f"bus-{self.epoch}"
+        source = self._source
         try:
             while not self._stopping.wait(interval):
                 env = Envelope(
@@ -272,10 +293,12 @@ def broker_for(
     *,
     project_dir: Path | None = None,
     access: Access | None = None,
+    listeners: Listeners | None = None,
 ) -> Broker:
     """A broker bound to ``addresses`` as ``[bus]`` says (limits, beat, security; the
     keys folder is relative to ``project_dir``, default the current folder), applying
-    ``access`` (the project's ``[acl.<identity>]`` and ``[tenants.<name>]``) on a CURVE bus."""
+    ``access`` (the project's ``[acl.<identity>]`` and ``[tenants.<name>]``) on a CURVE bus,
+    counting subscriptions in ``listeners`` when given."""
     folder = keys_folder(settings.keys, project_dir or Path.cwd())
     curve = server_curve(settings.security, folder, settings.allow)
     guard = None
@@ -295,6 +318,7 @@ def broker_for(
         beat_interval=settings.beat_interval,
         curve=curve,
         guard=guard,
+        listeners=listeners,
     )
 
 

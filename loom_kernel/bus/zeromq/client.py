@@ -17,9 +17,13 @@ Guarantees on top of plain ZeroMQ:
   (:mod:`.outbox`); a batch received is decoded in one call.
 - **In-process delivery.** An event this client publishes reaches the subscriptions of
   this client at once, decoded from its payload as a remote subscriber would see it
-  (same sequence numbers, QoS, TTL and statistics), and still goes to the bus once for
+  (same sequence numbers, QoS, TTL and statistics), and goes to the bus once for
   everyone else; when it comes back from the broker it is dropped unread (its header
   starts with this client's id prefix).
+- **Filtering at the source.** A client of the process hosting the bus is given the
+  broker's :class:`~.listeners.Listeners`: an event of its own that no other client
+  subscribes to is not sent at all (counted as ``unheard``); see :mod:`.listeners` for
+  why that loses nothing.
 - The bus is watched through the broker's beats (:mod:`.health`): when it is lost, the
   requests waiting for a reply fail at once with :class:`BusError`, and the client
   probes until the bus answers again (the same broker, or one that took its address
@@ -58,6 +62,7 @@ from ..stamp import Stamp, oversized
 from ..transport import ClientStatistics, ReplyBox, Subscription
 from .address import BusAddress
 from .health import BusHealth
+from .listeners import Listeners, SourceFilter
 from .outbox import Outbox
 
 __all__ = ["BusClient"]
@@ -97,6 +102,9 @@ class BusClient:
             process (``[bus] local_delivery``).
         curve: the key pair to prove and the broker's key, on a CURVE bus
             (``[bus] security``); None on a plain one.
+        listeners: the subscriptions counted by the broker this process hosts (``[bus]
+            filter_at_source``): events of its own no other client subscribes to are not
+            sent. None: everything is sent.
     """
 
     def __init__(
@@ -112,6 +120,7 @@ class BusClient:
         batching: bool = True,
         local_delivery: bool = True,
         curve: ClientCurve | None = None,
+        listeners: Listeners | None = None,
     ):
         self.address = address
         self._curve = curve
@@ -122,7 +131,8 @@ class BusClient:
         self._echo_batch = b"[" + self._echo
         self._outbox = Outbox(batching)
         self._local = local_delivery
-        self._local_count = self._echoes = 0
+        self._local_count = self._echoes = self._unheard = 0
+        self._filter = SourceFilter(listeners if local_delivery else None)
         sync_ctx = context or zmq.Context.instance()
         self._ctx = zmq.asyncio.Context.shadow(sync_ctx.underlying)
         self._hwm = hwm
@@ -230,6 +240,7 @@ class BusClient:
         if address == self.address or pub is None or sub is None:
             return
         old, self.address = self.address, address
+        self._filter.listeners = None  # that broker's count is not this bus's: send all
         for sock, before, after in (
             (pub, old.publish, address.publish),
             (sub, old.subscribe, address.subscribe),
@@ -270,6 +281,9 @@ class BusClient:
         self._published += 1
         if self._local and env.id.startswith(self._id_prefix):
             self._deliver_here(env)
+            if not self._filter.heard_elsewhere(env.topic) and not _is_probe(env.topic):
+                self._unheard += 1  # no other client subscribes to it: not sent
+                return
         self._outbox.send(encode_frames(env))
 
     def _deliver_here(self, env: Envelope) -> None:
@@ -323,12 +337,14 @@ class BusClient:
         count = self._prefix_refs.get(prefix, 0)
         if count == 0 and self._sub is not None:
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+            self._filter.subscribed(prefix)
         self._prefix_refs[prefix] = count + 1
 
     def _remove_prefix(self, prefix: str) -> None:
         count = self._prefix_refs.get(prefix, 0) - 1
         if count <= 0:
             self._prefix_refs.pop(prefix, None)
+            self._filter.unsubscribed(prefix)
             if self._sub is not None:
                 self._sub.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
         else:
@@ -342,6 +358,7 @@ class BusClient:
         arrived: asyncio.Future[None] = loop.create_future()
         self._probes[topic] = arrived
         self._add_prefix(topic)
+        mark = self._filter.mark(topic)
         deadline = loop.time() + timeout
         interval = 0.001
         try:
@@ -349,6 +366,7 @@ class BusClient:
                 self.publish(Envelope(topic=topic, type="probe", source=self.client_id))
                 done, _ = await asyncio.wait({arrived}, timeout=interval)
                 if done:
+                    self._filter.confirm(mark)
                     return
                 if loop.time() >= deadline:
                     raise BusError(
@@ -471,6 +489,7 @@ class BusClient:
             local=self._local_count,
             echoes=self._echoes,
             batches=self._outbox.batches,
+            unheard=self._unheard,
         )
 
     # -- the bus's health (failover) -------------------------------------------------
@@ -570,3 +589,7 @@ class BusClient:
             "have been delivered. Retry once the bus is back (`await rt.wait_bus()`) if it is "
             "safe to repeat."
         )
+
+
+def _is_probe(topic: str) -> bool:
+    return topic.startswith(reserved.PROBE_PREFIX)  # a probe must go round the broker

@@ -27,6 +27,7 @@ from .broker import Broker, broker_for
 from .client import BusClient
 from .connection import SETTLE, BusConnection
 from .discovery import discovery_lock, read_discovery, read_record, write_discovery
+from .listeners import Listeners
 
 __all__ = ["BusConnection", "open_bus"]
 
@@ -136,7 +137,9 @@ async def _embed(
 ) -> BusConnection:
     context = zmq.Context.instance()
     local = BusAddress.parse(f"inproc://loom-bus-{os.getpid()}-{os.urandom(4).hex()}")
-    broker, tcp_bound = _start_broker(settings, project_dir, local, context, access)
+    # the host's client sends nothing no other client subscribes to: the broker counts
+    listeners = Listeners() if settings.filter_at_source and settings.local_delivery else None
+    broker, tcp_bound = _start_broker(settings, project_dir, local, context, access, listeners)
     try:
         client = BusClient(
             broker.addresses[0],
@@ -149,6 +152,7 @@ async def _embed(
             batching=settings.batching,
             local_delivery=settings.local_delivery,
             curve=_client_curve(settings, project_dir),  # for a move to tcp (takeover)
+            listeners=listeners,
         )
         await client.connect(settings.connect_timeout)
     except BaseException:
@@ -167,14 +171,16 @@ def _start_broker(
     local: BusAddress,
     context: zmq.Context,
     access: Access,
+    listeners: Listeners | None,
 ) -> tuple[Broker, BusAddress]:
     """A broker on ``local`` and TCP: ``[bus] url``, else the address of a bus whose
     process died (its clients wait there), else free loopback ports."""
     record = read_record(project_dir) if settings.url is None and settings.takeover else None
     if record is not None and not record.alive and record.address.publish.startswith("tcp://"):
         broker = broker_for(
-            settings, [local, record.address], context, project_dir=project_dir, access=access
-        )
+            settings, [local, record.address], context,
+            project_dir=project_dir, access=access, listeners=listeners,
+        )  # fmt: skip
         try:
             _, tcp_bound = broker.start(settle=SETTLE)
         except BusError as exc:
@@ -183,7 +189,10 @@ def _start_broker(
             log.info("hosting the project's bus where its dead host had it")
             return broker, tcp_bound
     tcp = BusAddress.parse(settings.url or "tcp://127.0.0.1:0")
-    broker = broker_for(settings, [local, tcp], project_dir=project_dir, access=access)
+    broker = broker_for(
+        settings, [local, tcp], context,
+        project_dir=project_dir, access=access, listeners=listeners,
+    )  # fmt: skip
     _, tcp_bound = broker.start()
     return broker, tcp_bound
 

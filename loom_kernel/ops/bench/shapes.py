@@ -2,7 +2,8 @@
 
 - **In process**: a publisher and an ``@on_event`` agent in one runtime (both in one
   notebook, the most common case): events reach the handler without the broker
-  (``[bus] local_delivery``), and still go to the bus once.
+  (``[bus] local_delivery``), and, with no other client subscribed, not to the bus at all
+  (``[bus] filter_at_source``).
 - **Fan-out**: one publisher process, 8 subscribing agents in 4 processes (2 each), all
   on ``bench.*``: what each agent gets, and the deliveries per second in all.
 """

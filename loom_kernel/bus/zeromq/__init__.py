@@ -6,6 +6,7 @@ from .broker import Broker, BrokerStatistics, broker_for
 from .client import BusClient
 from .connect import open_bus
 from .connection import BusConnection
+from .listeners import Listeners
 from .discovery import (
     DiscoveryRecord,
     discovery_lock,
@@ -22,6 +23,7 @@ __all__ = [
     "BusClient",
     "BusConnection",
     "DiscoveryRecord",
+    "Listeners",
     "broker_for",
     "discovery_lock",
     "open_bus",

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from loom_kernel.bus.zeromq import Broker, BusAddress, BusClient
 from loom_kernel.bus.zeromq.listeners import Listeners, SourceFilter
-from loom_kernel.security import client_curve, generate_keys, server_curve
+from loom_kernel.security import ClientCurve, client_curve, generate_keys, server_curve
 from loom_kernel.security.guard import Guard
 from tests.conftest import free_port, wait_until
 from tests.kernel.bus.zeromq.test_batching_and_local import event
@@ -96,6 +96,13 @@ class Bus:
     host: BusClient  # the client of the process hosting the broker (inproc)
     other: BusClient  # a client elsewhere (tcp)
     broker: Broker
+    curve: ClientCurve | None  # the key pair of the clients elsewhere, on a CURVE bus
+
+    async def client(self, name: str) -> BusClient:
+        """One more client elsewhere (tcp), with the other's key pair on a CURVE bus."""
+        client = BusClient(self.broker.addresses[1], name=name, curve=self.curve)
+        await client.connect(timeout=WAIT)
+        return client
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +143,7 @@ async def bus(broker: Broker, security: str, keys: Path) -> AsyncIterator[Bus]:
     other = BusClient(tcp, name="other", curve=curve)
     for client in (host, other):
         await client.connect(timeout=WAIT)
-    yield Bus(host, other, broker)
+    yield Bus(host, other, broker, curve)
     for client in (host, other):
         await client.aclose()
 
@@ -215,3 +222,33 @@ async def test_a_runtime_hosting_its_bus_filters_at_the_source_unless_told_not_t
             theirs = await joined.subscribe("solo.tick")
             await rt.emit("solo.tick", "heard")
             assert (await theirs.get(timeout=WAIT)).data == "heard"
+
+
+async def test_unsubscribing_stops_what_the_broker_sends_and_a_closed_peer_takes_nothing_else(
+    bus: Bus,
+) -> None:
+    """After both unsubscribe, nothing of the topic reaches the host's client (the broker
+    applies the other's unsubscription; the host's socket filters its own); and the
+    unsubscriptions ZeroMQ makes for a closed connection leave the host's subscription."""
+    mine = await bus.host.subscribe("both.*")
+    theirs = await bus.other.subscribe("both.*")
+    await bus.other.unsubscribe(theirs)
+    await bus.host.unsubscribe(mine)
+    probe = await bus.host.subscribe("mark.*")  # a subscription after both: they are applied
+    before = bus.host.statistics().received
+    third = await bus.client("third")
+    try:
+        for n in range(50):
+            third.publish(event("both.x", n))  # nobody subscribes any more
+        third.publish(event("mark.x", "last"))
+        assert (await probe.get(timeout=WAIT)).data == "last"
+        assert bus.host.statistics().received - before == 1  # only the mark reached the host
+        kept = await bus.host.subscribe("kept.*")
+        gone = await bus.client("gone")
+        await gone.subscribe("kept.*")
+        await gone.aclose()  # ZeroMQ unsubscribes it: the host's own must stay
+        await wait_until(lambda: bus.broker.listeners.counts().get("kept.") == 1)
+        third.publish(event("kept.x", "still"))
+        assert (await kept.get(timeout=WAIT)).data == "still"
+    finally:
+        await third.aclose()

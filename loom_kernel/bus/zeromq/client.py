@@ -281,7 +281,7 @@ class BusClient:
         self._published += 1
         if self._local and env.id.startswith(self._id_prefix):
             self._deliver_here(env)
-            if not self._filter.heard_elsewhere(env.topic) and not _is_probe(env.topic):
+            if not _is_probe(env.topic) and not self._filter.heard_elsewhere(env.topic):
                 self._unheard += 1  # no other client subscribes to it: not sent
                 return
         self._outbox.send(encode_frames(env))

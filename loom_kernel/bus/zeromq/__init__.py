@@ -6,7 +6,6 @@ from .broker import Broker, BrokerStatistics, broker_for
 from .client import BusClient
 from .connect import open_bus
 from .connection import BusConnection
-from .listeners import Listeners
 from .discovery import (
     DiscoveryRecord,
     discovery_lock,
@@ -15,6 +14,7 @@ from .discovery import (
     remove_discovery,
     write_discovery,
 )
+from .listeners import Listeners
 
 __all__ = [
     "Broker",

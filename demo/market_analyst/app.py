@@ -157,6 +157,9 @@ async def run(
         store = rt.config.project_path(rt.config.tracing.store_path)
         # the studio first: importing Panel takes a moment the agents should not lose
         async with _studio(rt, studio_port, console):
+            # the [mcp.*] servers start now (listing their tools starts them; one that fails
+            # is logged and left out): on the first tick, the ticks would queue behind them
+            await rt.tools(timeout=0.1)
             await rt.start(ViewAgent(state), *agents())
             console.print(
                 f"[bold green]Market Analyst[/]: 6 agents on {bus}; traces in {store} "

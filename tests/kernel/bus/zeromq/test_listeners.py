@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loom_kernel import open_runtime
 from loom_kernel.bus.zeromq import Broker, BusAddress, BusClient
 from loom_kernel.bus.zeromq.listeners import Listeners, SourceFilter
 from loom_kernel.security import ClientCurve, client_curve, generate_keys, server_curve
@@ -203,8 +204,6 @@ async def test_a_closed_connection_takes_its_subscriptions_off_the_count(bus: Bu
 async def test_a_runtime_hosting_its_bus_filters_at_the_source_unless_told_not_to(
     tmp_path: Path, filtering: bool
 ) -> None:
-    from loom_kernel import open_runtime
-
     (tmp_path / "loom.toml").write_text(
         f'[bus]\nmode = "auto"\nfilter_at_source = {str(filtering).lower()}\n'
         "[tracing]\nenabled = false\n"
